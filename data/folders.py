@@ -1,0 +1,96 @@
+"""Finding and checking dataset folders: which files form the pairs of a
+training set, and which label maps form a test set. Pure Python/Pillow; every
+problem is a ``DatasetError`` naming the files."""
+
+import os
+
+from PIL import Image
+
+from data.image_io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, list_files
+from util.errors import DatasetError
+
+LABEL_DIR_NAMES = ("labels", "lables")  # the original release spells it "lables"
+
+
+def _examples(names, limit=5):
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def find_label_dir(root):
+    for name in LABEL_DIR_NAMES:
+        path = os.path.join(root, name)
+        if os.path.isdir(path):
+            return path
+    raise DatasetError(f"{root}: no label folder; expected {root}/labels/ (or {root}/lables/) holding the "
+                       f"single-channel PNG label maps.")
+
+
+def training_pairs(root, max_size=None):
+    """Return sorted (image_path, label_path) pairs of ``root``/imgs and ``root``/labels.
+
+    Pairs are matched by file stem; unmatched files, empty folders and
+    photo/label size mismatches are errors.
+    """
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: training folder not found (expected a folder with imgs/ and labels/).")
+    img_dir = os.path.join(root, "imgs")
+    if not os.path.isdir(img_dir):
+        raise DatasetError(f"{root}: no imgs/ folder; expected {img_dir} holding the training photos.")
+    label_dir = find_label_dir(root)
+    images = {os.path.splitext(f)[0]: f for f in list_files(img_dir, IMAGE_EXTENSIONS)}
+    labels = {os.path.splitext(f)[0]: f for f in list_files(label_dir, LABEL_EXTENSIONS)}
+    if not images:
+        raise DatasetError(f"{img_dir}: no photos found (extensions {', '.join(IMAGE_EXTENSIONS)}).")
+    if not labels:
+        raise DatasetError(f"{label_dir}: no label maps found (extensions {', '.join(LABEL_EXTENSIONS)}).")
+    only_images = sorted(set(images) - set(labels))
+    only_labels = sorted(set(labels) - set(images))
+    if only_images or only_labels:
+        parts = []
+        if only_images:
+            parts.append(f"{len(only_images)} photo(s) in {img_dir} have no label map: "
+                         f"{_examples([images[s] for s in only_images])}")
+        if only_labels:
+            parts.append(f"{len(only_labels)} label map(s) in {label_dir} have no photo: "
+                         f"{_examples([labels[s] for s in only_labels])}")
+        raise DatasetError("photos and label maps do not pair up by file name. " + "; ".join(parts) + ".")
+    stems = sorted(images)
+    if max_size:
+        stems = stems[:max_size]
+    pairs = [(os.path.join(img_dir, images[s]), os.path.join(label_dir, labels[s])) for s in stems]
+    check_pair_sizes(pairs)
+    return pairs
+
+
+def header_size(path, error_cls=DatasetError):
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception as err:  # Pillow raises many types for bad files
+        raise error_cls(f"{path}: not a readable image ({err.__class__.__name__}: {err}).") from None
+
+
+def check_pair_sizes(pairs):
+    bad = []
+    for img_path, label_path in pairs:
+        isize, lsize = header_size(img_path), header_size(label_path)
+        if isize != lsize:
+            bad.append(f"{os.path.basename(img_path)} is {isize[0]}x{isize[1]} but "
+                       f"{os.path.basename(label_path)} is {lsize[0]}x{lsize[1]}")
+    if bad:
+        raise DatasetError(f"{len(bad)} photo/label pair(s) differ in size: {_examples(bad, 3)}. "
+                           f"A label map must have exactly its photo's size.")
+
+
+def test_labels(folder, max_size=None):
+    """Sorted label-map paths of a generation input folder."""
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{folder}: label folder not found.")
+    names = list_files(folder, LABEL_EXTENSIONS)
+    if not names:
+        raise DatasetError(f"{folder}: no label maps found (extensions {', '.join(LABEL_EXTENSIONS)}).")
+    if max_size:
+        names = names[:max_size]
+    return [os.path.join(folder, n) for n in names]

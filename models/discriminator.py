@@ -1,0 +1,50 @@
+"""Multiscale PatchGAN discriminator. Each scale sees the label map and the
+image concatenated; scale k sees them downsampled k times (3x3 average pool,
+stride 2, padding excluded). Every scale returns its intermediate features
+(for feature matching) with the patch prediction last."""
+
+import jittor as jt
+from jittor import nn
+
+from models.normalization import avg_pool_exclude_pad, normed_conv
+
+
+class NLayerDiscriminator(nn.Module):
+    def __init__(self, input_nc, ndf, n_layers, norm_D):
+        super().__init__()
+        kw, pad = 4, 2
+        nf = ndf
+        layers = [nn.Sequential(nn.Conv2d(input_nc, nf, kw, stride=2, padding=pad), nn.LeakyReLU(0.2))]
+        for n in range(1, n_layers):
+            nf_prev, nf = nf, min(nf * 2, 512)
+            stride = 1 if n == n_layers - 1 else 2
+            layers.append(nn.Sequential(normed_conv(norm_D, nf_prev, nf, kw, stride, pad), nn.LeakyReLU(0.2)))
+        layers.append(nn.Sequential(nn.Conv2d(nf, 1, kw, stride=1, padding=pad)))
+        self.num_layers = len(layers)
+        for i, layer in enumerate(layers):
+            setattr(self, f"model{i}", layer)
+
+    def execute(self, x):
+        features = []
+        for i in range(self.num_layers):
+            x = getattr(self, f"model{i}")(x)
+            features.append(x)
+        return features
+
+
+class MultiscaleDiscriminator(nn.Module):
+    def __init__(self, opt):
+        super().__init__()
+        self.num_D = opt.num_D
+        for i in range(opt.num_D):
+            setattr(self, f"discriminator_{i}", NLayerDiscriminator(opt.label_nc + 3, opt.ndf, opt.n_layers_D, opt.norm_D))
+
+    def execute(self, seg, image):
+        """Returns a list (one per scale) of feature lists, prediction last."""
+        x = jt.concat([seg, image], dim=1)
+        results = []
+        for i in range(self.num_D):
+            results.append(getattr(self, f"discriminator_{i}")(x))
+            if i + 1 < self.num_D:
+                x = avg_pool_exclude_pad(x)
+        return results

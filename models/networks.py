@@ -1,0 +1,75 @@
+"""Building the networks of an experiment and initialising their weights."""
+
+import math
+
+import jittor as jt
+from jittor import nn
+
+from models.discriminator import MultiscaleDiscriminator
+from models.encoder import ImageEncoder, MaskEncoder
+from models.generator import SPADEGenerator
+from models.normalization import SpectralNormed
+
+
+def init_weights(net, gain=0.02):
+    """Xavier-normal (gain 0.02) for convolution and linear weights, zero biases."""
+    for module in net.modules():
+        weight = None
+        if isinstance(module, SpectralNormed):
+            weight = module.weight_orig
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            weight = module.weight
+        if weight is None:
+            continue
+        fan_out = weight.shape[0] * (int(weight.numel()) // (weight.shape[0] * weight.shape[1]))
+        fan_in = int(weight.numel()) // weight.shape[0]
+        std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+        weight.assign(jt.randn(weight.shape) * std)
+        bias = getattr(module, "bias", None)
+        if bias is not None:
+            bias.assign(jt.zeros(bias.shape))
+    return net
+
+
+def build_networks(opt, with_discriminator):
+    """Return {name: network}: G always, E (mask encoder) with --encode_mask,
+    Es (style encoder) with --use_vae when training, D when ``with_discriminator``."""
+    nets = {"G": init_weights(SPADEGenerator(opt))}
+    if opt.encode_mask:
+        nets["E"] = init_weights(MaskEncoder(opt))
+    if opt.use_vae and with_discriminator:
+        nets["Es"] = init_weights(ImageEncoder(opt))
+    if with_discriminator:
+        nets["D"] = init_weights(MultiscaleDiscriminator(opt))
+    return nets
+
+
+def one_hot(label, num_classes):
+    """[N, H, W] integer class ids -> [N, C, H, W] float32 one-hot."""
+    classes = jt.arange(num_classes).reshape(1, num_classes, 1, 1)
+    return (label.unsqueeze(1).int32() == classes).float32()
+
+
+def load_state(net, state, source):
+    """Load a state dict strictly: every parameter filled, every entry used, shapes equal.
+
+    Raises CheckpointError listing the offending names.
+    """
+    from util.errors import CheckpointError
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unused = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unused or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unused:
+            parts.append(f"unexpected {len(unused)}: {', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}")
+        if wrong:
+            parts.append("shape mismatch: " + ", ".join(
+                f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5]))
+        raise CheckpointError(f"{source} does not fit the model built from the options ({'; '.join(parts)}). "
+                              f"Check that the architecture options match the ones used for training.")
+    for key, var in own.items():
+        var.assign(jt.array(state[key]).astype(var.dtype))

@@ -1,0 +1,165 @@
+"""Normalisation layers: spectral normalisation (real power iteration), the
+parameter-free norms, the SPADE layer, and the factory that turns the
+``norm_D`` / ``norm_E`` option strings into layers."""
+
+import math
+
+import jittor as jt
+from jittor import nn
+
+from options.base_options import NORM_G_PATTERN, NORM_LAYER_PATTERN
+
+
+def _l2_normalize(x, eps):
+    return x / (jt.sqrt((x * x).sum()) + eps)
+
+
+def power_iteration(weight_mat, u, v, n_iterations, eps=1e-12):
+    """Refine the singular vectors (u, v) of ``weight_mat`` [out, in] without gradient; returns (u, v)."""
+    w = weight_mat.detach()
+    for _ in range(n_iterations):
+        v = _l2_normalize(jt.matmul(w.transpose(1, 0), u.reshape(-1, 1)).reshape(-1), eps)
+        u = _l2_normalize(jt.matmul(w, v.reshape(-1, 1)).reshape(-1), eps)
+    return u.detach(), v.detach()
+
+
+class SpectralNormed(nn.Module):
+    """Base of layers whose weight is divided by its largest singular value.
+
+    Stores ``weight_orig`` (trained), ``weight_u`` [out] and ``weight_v`` [in*k*k]
+    (power-iteration vectors kept between steps, as in PyTorch). In training
+    mode each forward runs ``n_power_iterations`` steps and stores the new
+    vectors; in eval mode the stored vectors are used as they are, so the
+    weight in use is exactly the one the checkpoint describes.
+    """
+
+    n_power_iterations = 1
+    eps = 1e-12
+
+    def _init_spectral(self, weight):
+        out_features = weight.shape[0]
+        fan = int(weight.numel() // out_features)
+        self.weight_orig = weight
+        self.weight_u = _l2_normalize(jt.randn(out_features), self.eps).stop_grad()
+        self.weight_v = _l2_normalize(jt.randn(fan), self.eps).stop_grad()
+
+    def normalized_weight(self):
+        w_mat = self.weight_orig.reshape(self.weight_orig.shape[0], -1)
+        u, v = self.weight_u, self.weight_v
+        if self.is_training():
+            u, v = power_iteration(w_mat, u, v, self.n_power_iterations, self.eps)
+            self.weight_u.update(u)
+            self.weight_v.update(v)
+        sigma = (u * jt.matmul(w_mat, v.reshape(-1, 1)).reshape(-1)).sum()
+        return self.weight_orig / sigma
+
+
+class SNConv2d(SpectralNormed):
+    """A 2-D convolution with spectral normalisation (parameters weight_orig/weight_u/weight_v/bias)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.stride, self.padding = stride, padding
+        self._init_spectral(conv.weight)
+        self.bias = conv.bias if bias else None
+
+    def execute(self, x):
+        return nn.conv2d(x, self.normalized_weight(), self.bias, self.stride, self.padding)
+
+
+class SNLinear(SpectralNormed):
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        lin = nn.Linear(in_features, out_features, bias=bias)
+        self._init_spectral(lin.weight)
+        self.bias = lin.bias if bias else None
+
+    def execute(self, x):
+        y = nn.matmul_transpose(x, self.normalized_weight())
+        return y + self.bias if self.bias is not None else y
+
+
+def conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, spectral=False):
+    """A plain or spectral-normalised convolution."""
+    cls = SNConv2d if spectral else nn.Conv2d
+    return cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+
+
+def param_free_norm(kind, channels):
+    """Normalisation without learned affine parameters: batch, syncbatch or instance."""
+    if kind in ("batch", "syncbatch"):
+        # Jittor's BatchNorm synchronises its statistics across MPI ranks when sync=True.
+        return nn.BatchNorm(channels, affine=False, sync=(kind == "syncbatch"))
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False)
+    raise ValueError(f"unknown parameter-free norm {kind!r}")
+
+
+def parse_norm_layer(norm_type):
+    """'spectralinstance' -> (True, 'instance')."""
+    m = NORM_LAYER_PATTERN.match(norm_type)
+    if not m:
+        raise ValueError(f"bad norm type {norm_type!r}")
+    return bool(m.group(1)), m.group(2)
+
+
+def parse_norm_G(norm_G):
+    """'spectralspadesyncbatch3x3' -> (True, 'syncbatch', 3)."""
+    m = NORM_G_PATTERN.match(norm_G)
+    if not m:
+        raise ValueError(f"bad norm_G {norm_G!r}")
+    return bool(m.group(1)), m.group(2), int(m.group(3))
+
+
+def normed_conv(norm_type, in_channels, out_channels, kernel_size, stride=1, padding=0):
+    """A convolution followed by the norm named by ``norm_type`` (``[spectral]{instance,...,none}``).
+
+    With a norm after it the convolution has no bias (the norm removes it).
+    Returns ``Sequential(conv, norm)`` so parameters are named ``0.weight_orig`` etc.
+    """
+    spectral, kind = parse_norm_layer(norm_type)
+    conv = conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=(kind == "none"), spectral=spectral)
+    if kind == "none":
+        return nn.Sequential(conv)
+    return nn.Sequential(conv, param_free_norm(kind, out_channels))
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalisation: param-free norm, then a per-pixel scale
+    and shift predicted from the label map (resized with nearest neighbour)."""
+
+    def __init__(self, norm_kind, kernel_size, norm_nc, label_nc, nhidden=128):
+        super().__init__()
+        pad = kernel_size // 2
+        self.param_free_norm = param_free_norm(norm_kind, norm_nc)
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, nhidden, kernel_size, padding=pad), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
+        self.mlp_beta = nn.Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
+
+    def execute(self, x, segmap):
+        normalized = self.param_free_norm(x)
+        if tuple(segmap.shape[2:]) != tuple(x.shape[2:]):
+            segmap = resize_label(segmap, x.shape[2:])
+        actv = self.mlp_shared(segmap)
+        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+
+
+def resize_label(segmap, size):
+    """Resize a one-hot label map with nearest neighbour (never blends classes)."""
+    return nn.interpolate(segmap, size=tuple(int(s) for s in size), mode="nearest")
+
+
+def avg_pool_exclude_pad(x, kernel_size=3, stride=2, padding=1):
+    """Average pooling that ignores padded positions (count_include_pad=False).
+
+    Jittor's AvgPool2d ignores that flag, so the padded average is divided by
+    the padded average of a map of ones, which gives the exact result.
+    """
+    pool = nn.AvgPool2d(kernel_size, stride=stride, padding=padding)
+    ones = jt.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
+    return pool(x) / pool(ones)
+
+
+def output_size(size, kernel_size, stride, padding):
+    return int(math.floor((size + 2 * padding - kernel_size) / stride)) + 1

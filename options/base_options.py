@@ -1,0 +1,200 @@
+"""Options shared by training and generation, grouped by the component that owns them."""
+
+import argparse
+import json
+import os
+import re
+
+from util.device import GPU_MODES
+from util.errors import OptionError
+
+# Options that define the architecture; generation reloads them from the
+# experiment folder so they need not be repeated.
+ARCHITECTURE_KEYS = (
+    "label_nc", "crop_size", "aspect_ratio", "ngf", "ndf", "num_D", "n_layers_D",
+    "norm_G", "norm_D", "norm_E", "num_upsampling_layers", "use_vae", "encode_mask",
+    "z_dim", "spade_hidden",
+)
+
+NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch|instance)(\d+)x\d+$")
+NORM_LAYER_PATTERN = re.compile(r"^(spectral)?(syncbatch|batch|instance|none)$")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the description's line breaks."""
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_experiment_options(parser):
+    g = parser.add_argument_group("experiment")
+    g.add_argument("--name", default="landscape",
+                   help="experiment name: checkpoints, samples and logs go to CHECKPOINTS_DIR/NAME")
+    g.add_argument("--checkpoints_dir", default="./checkpoints", help="folder holding one sub-folder per experiment")
+    g.add_argument("--gpu", choices=GPU_MODES, default="auto",
+                   help="auto: use a CUDA GPU when one is usable, else the CPU; on: require a GPU; off: CPU only")
+    g.add_argument("--seed", type=int, default=0,
+                   help="random seed; a run is reproducible for a given seed, data and machine")
+    g.add_argument("--which_epoch", default="latest",
+                   help="checkpoint to load: an epoch number, 'latest', or any tag T with files T_net_G.pkl")
+
+
+def add_data_options(parser):
+    g = parser.add_argument_group("data")
+    g.add_argument("--input_path", required=True,
+                   help="training: folder with imgs/ and labels/ (or lables/); generation: folder of label maps")
+    g.add_argument("--label_nc", type=positive_int, default=29, help="number of semantic classes (ids 0..label_nc-1)")
+    g.add_argument("--crop_size", type=positive_int, default=512, help="width of the network's images in pixels")
+    g.add_argument("--aspect_ratio", type=positive_float, default=4 / 3,
+                   help="width / height of the network's images; height = round(crop_size / aspect_ratio)")
+    g.add_argument("--batchSize", type=positive_int, default=1, help="images per iteration")
+    g.add_argument("--nThreads", type=non_negative_int, default=2,
+                   help="data-loading worker processes (0 loads in the main process)")
+    g.add_argument("--max_dataset_size", type=positive_int, default=None,
+                   help="use at most this many samples (first ones in name order)")
+
+
+def add_generator_options(parser):
+    g = parser.add_argument_group("generator")
+    g.add_argument("--ngf", type=positive_int, default=64, help="base channel count of the generator and encoders")
+    g.add_argument("--norm_G", default="spectralspadesyncbatch3x3",
+                   help="generator normalisation: [spectral]spade{syncbatch,batch,instance}KxK; 'spectral' "
+                        "applies spectral norm to the residual-block convolutions, K is the SPADE kernel size")
+    g.add_argument("--num_upsampling_layers", choices=("normal", "more", "most"), default="more",
+                   help="normal: 5 upsamplings (blocks up_0..up_3); more: 6, adding a final block up_4 at half "
+                        "the channels; most: 7 (up_0..up_5). Sets the start size crop_size / 2**n")
+    g.add_argument("--spade_hidden", type=positive_int, default=128, help="hidden channels of each SPADE layer")
+    g.add_argument("--use_vae", action="store_true",
+                   help="start the generator from a style code z (VAE image encoder in training, N(0,1) otherwise)")
+    g.add_argument("--encode_mask", action="store_true",
+                   help="start the generator from a convolutional encoding of the label map (mask encoder) "
+                        "instead of a 3x3 convolution of the downsampled label map")
+    g.add_argument("--z_dim", type=positive_int, default=256, help="size of the style code when --use_vae")
+    g.add_argument("--norm_E", default="spectralinstance",
+                   help="encoder normalisation: [spectral]{instance,batch,syncbatch,none}")
+
+
+def add_discriminator_options(parser):
+    g = parser.add_argument_group("discriminator")
+    g.add_argument("--ndf", type=positive_int, default=64, help="base channel count of each discriminator")
+    g.add_argument("--num_D", type=positive_int, default=2, help="number of discriminator scales")
+    g.add_argument("--n_layers_D", type=positive_int, default=4, help="convolution layers per discriminator")
+    g.add_argument("--norm_D", default="spectralinstance",
+                   help="discriminator normalisation: [spectral]{instance,batch,syncbatch,none}")
+
+
+def validate_architecture(opt):
+    """Raise OptionError for inconsistent architecture options; returns opt."""
+    m = NORM_G_PATTERN.match(opt.norm_G)
+    if not m:
+        raise OptionError(f"--norm_G {opt.norm_G!r} is not of the form [spectral]spade{{syncbatch,batch,instance}}3x3.")
+    if int(m.group(3)) % 2 == 0:  # SPADE pads by k // 2: only odd kernels keep the feature size
+        raise OptionError(f"--norm_G {opt.norm_G!r}: the SPADE kernel size must be odd (e.g. 3x3 or 5x5).")
+    for flag in ("norm_D", "norm_E"):
+        if not NORM_LAYER_PATTERN.match(getattr(opt, flag)):
+            raise OptionError(f"--{flag} {getattr(opt, flag)!r} is not of the form [spectral]{{instance,batch,syncbatch,none}}.")
+    n_up = {"normal": 5, "more": 6, "most": 7}[opt.num_upsampling_layers]
+    if opt.crop_size % (2 ** n_up):
+        raise OptionError(f"--crop_size {opt.crop_size} must be a multiple of {2 ** n_up} "
+                          f"for --num_upsampling_layers {opt.num_upsampling_layers}.")
+    height = image_height(opt)
+    if height % (2 ** n_up):
+        raise OptionError(f"the image height {height} (crop_size / aspect_ratio) must be a multiple of {2 ** n_up} "
+                          f"for --num_upsampling_layers {opt.num_upsampling_layers}; e.g. 512x384 and 256x192 "
+                          f"work with 'more', 128x96 with 'normal'.")
+    if opt.num_upsampling_layers != "normal" and opt.ngf < 4:
+        raise OptionError("--ngf must be >= 4 with more/most upsampling layers.")
+    return opt
+
+
+def image_height(opt):
+    """Height of the network's images for the width ``crop_size`` and ``aspect_ratio``."""
+    return int(round(opt.crop_size / opt.aspect_ratio))
+
+
+def experiment_dir(opt):
+    return os.path.join(opt.checkpoints_dir, opt.name)
+
+
+def save_options(opt, parser, folder, filename="opt"):
+    """Write the resolved options as ``opt.txt`` (readable, marks non-defaults) and ``opt.json``."""
+    os.makedirs(folder, exist_ok=True)
+    lines = ["----------------- Options ---------------"]
+    for key, value in sorted(vars(opt).items()):
+        default = parser.get_default(key)
+        note = "" if value == default else f"\t[default: {default}]"
+        lines.append(f"{key:>25}: {value!s:<30}{note}")
+    lines.append("----------------- End -------------------")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(folder, filename + ".txt"), "w") as f:
+        f.write(text)
+    tmp = os.path.join(folder, filename + ".json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(vars(opt), f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(folder, filename + ".json"))
+    return text
+
+
+def load_saved_options(folder):
+    """Return the dict saved by ``save_options`` in ``folder``, or None when there is none."""
+    path = os.path.join(folder, "opt.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise OptionError(f"{path}: cannot read the saved options ({err}).") from None
+
+
+def explicit_flags(parser, argv):
+    """Names of the options the user gave on the command line (not defaults)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
+            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+                kwargs["action"] = "store_const"
+                kwargs["const"] = True
+            else:
+                kwargs["nargs"] = action.nargs
+            probe.add_argument(*action.option_strings, **kwargs)
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
+
+
+def apply_saved_architecture(opt, saved, given, source):
+    """Take architecture options from a saved experiment; the user's explicit flags must agree.
+
+    Returns the list of keys that were taken from ``saved``.
+    """
+    taken = []
+    for key in ARCHITECTURE_KEYS:
+        if key not in saved:
+            continue
+        if key in given and getattr(opt, key) != saved[key]:
+            raise OptionError(f"--{key} {getattr(opt, key)} differs from the value {saved[key]} the model in "
+                              f"{source} was trained with; drop the flag to use the saved value.")
+        if getattr(opt, key, None) != saved[key]:
+            taken.append(key)
+        setattr(opt, key, saved[key])
+    return taken

@@ -1,0 +1,178 @@
+"""The one checkpoint writer and reader.
+
+Layout in the experiment folder: ``{tag}_net_{G,D,E,...}.pkl`` (plain state
+dicts of NumPy arrays, in Jittor's ``.pkl`` format: pickle + SHA-1 + magic)
+and ``{tag}_state.pkl`` (optimisers, epoch, iteration, RNG state, and the
+SHA-1 of each network file of the same tag). Tags are epoch numbers or
+``latest``.
+
+Writing is atomic per checkpoint: every file is first written under a
+temporary name; the files of the previous save of the tag are kept as
+``*.prev`` hard links; then all new files are renamed into place, state
+last, and the ``*.prev`` links are removed. A process killed at any moment
+leaves a complete checkpoint: ``read_training_checkpoint`` takes the new set
+when its digests agree and otherwise the ``*.prev`` set. Pure Python/NumPy.
+"""
+
+import hashlib
+import os
+import pickle
+import re
+import shutil
+
+import numpy as np
+
+from util.errors import CheckpointError
+
+MAGIC = b"HCAJSLHD"
+
+
+def encode(obj):
+    body = pickle.dumps(obj, 4)
+    return body + hashlib.sha1(body).digest() + MAGIC
+
+
+def decode(data, path):
+    if data.endswith(MAGIC):
+        body, digest = data[:-28], data[-28:-8]
+        if hashlib.sha1(body).digest() != digest:
+            raise CheckpointError(f"{path}: checksum mismatch; the file is truncated or corrupt.")
+    else:
+        body = data
+    try:
+        return pickle.loads(body)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint; the file is truncated or corrupt "
+                              f"({err.__class__.__name__}: {err}).") from None
+
+
+def net_path(folder, tag, net):
+    return os.path.join(folder, f"{tag}_net_{net}.pkl")
+
+
+def state_path(folder, tag):
+    return os.path.join(folder, f"{tag}_state.pkl")
+
+
+def _to_numpy(state_dict):
+    out = {}
+    for key, value in state_dict.items():
+        out[key] = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+    return out
+
+
+def write_checkpoint(folder, tag, nets, state=None):
+    """Write ``nets`` ({name: state dict}) and optionally ``state`` (a dict) under ``tag``."""
+    os.makedirs(folder, exist_ok=True)
+    pending, digests = [], {}
+    try:
+        for name, sd in nets.items():
+            data = encode(_to_numpy(sd))
+            digests[name] = hashlib.sha1(data).hexdigest()
+            pending.append(_write_temp(net_path(folder, tag, name), data))
+        if state is not None:
+            full_state = dict(state, net_digests=digests)
+            pending.append(_write_temp(state_path(folder, tag), encode(full_state)))
+    except BaseException:
+        for tmp, _ in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+    backups = [_keep_previous(final) for _, final in pending]
+    for tmp, final in pending:  # state file is last
+        os.replace(tmp, final)
+    for backup in backups:
+        if backup and os.path.exists(backup):
+            os.remove(backup)
+
+
+PREVIOUS = ".prev"
+
+
+def _keep_previous(final):
+    """Hard-link the existing ``final`` to ``final.prev`` (atomically); returns the backup path or None."""
+    if not os.path.exists(final):
+        return None
+    backup, tmp = final + PREVIOUS, f"{final}{PREVIOUS}.tmp{os.getpid()}"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    try:
+        os.link(final, tmp)
+    except OSError:  # file systems without hard links
+        shutil.copy2(final, tmp)
+    os.replace(tmp, backup)
+    return backup
+
+
+def _write_temp(final, data):
+    tmp = f"{final}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # e.g. disk full or Ctrl-C: leave no partial temp file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return tmp, final
+
+
+def read_file(path, what="checkpoint"):
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: {what} file not found.")
+    with open(path, "rb") as f:
+        return decode(f.read(), path)
+
+
+def read_net(folder, tag, name):
+    """The state dict of network ``name`` at ``tag``."""
+    sd = read_file(net_path(folder, tag, name), f"network {name}")
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{net_path(folder, tag, name)}: expected a state dict, found {type(sd).__name__}.")
+    return sd
+
+
+def read_state(folder, tag, nets, suffix=""):
+    """The training state at ``tag``, after checking it belongs to the network files ``nets``."""
+    spath = state_path(folder, tag) + suffix
+    state = read_file(spath, "training-state")
+    for name in nets:
+        path = net_path(folder, tag, name) + suffix
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path}: network file missing for training state {spath}.")
+        with open(path, "rb") as f:
+            digest = hashlib.sha1(f.read()).hexdigest()
+        if state.get("net_digests", {}).get(name) != digest:
+            raise CheckpointError(f"{path} does not belong to {spath} (written by different "
+                                  f"saves); resume from another checkpoint with --which_epoch.")
+    return state
+
+
+def read_training_checkpoint(folder, tag, nets):
+    """(state, {name: state dict}, used_previous) of a complete checkpoint at ``tag``.
+
+    When the newest files do not form a complete set (a save was killed while
+    renaming), the ``*.prev`` set of the save before is returned instead.
+    """
+    suffix = ""
+    try:
+        state = read_state(folder, tag, nets)
+    except CheckpointError:
+        if not os.path.exists(state_path(folder, tag) + PREVIOUS):
+            raise
+        suffix = PREVIOUS
+        state = read_state(folder, tag, nets, suffix)
+    states = {}
+    for name in nets:
+        states[name] = read_file(net_path(folder, tag, name) + suffix, f"network {name}")
+    return state, states, bool(suffix)
+
+
+def available_tags(folder):
+    """Tags with a generator file, numeric epochs sorted numerically, then the others."""
+    if not os.path.isdir(folder):
+        return []
+    tags = [m.group(1) for f in os.listdir(folder) if (m := re.match(r"^(.+)_net_G\.pkl$", f))]
+    numeric = sorted((t for t in tags if t.isdigit()), key=int)
+    return numeric + sorted(t for t in tags if not t.isdigit())

@@ -1,0 +1,81 @@
+"""Loading a trained generator and turning label maps into images.
+
+Used by test_phase.py (and later by model selection): ``load_generator``
+builds the networks from the options and fills them from a checkpoint;
+``generate_folder`` writes one image per label map, named after it, at the
+label map's own size. Noise (style code z) for an image depends only on the
+seed and the image's file name, so results do not depend on batch size or order.
+"""
+
+import os
+import zlib
+
+import jittor as jt
+import numpy as np
+from PIL import Image
+
+from data.datasets import LabelFolderDataset, raise_batch_errors
+from data.image_io import save_image
+from data.transforms import array_to_image
+from models.networks import build_networks, load_state, one_hot
+from options.base_options import experiment_dir, image_height
+from util import checkpoint
+from util.errors import CheckpointError
+from util.seeding import derive_seed, seed_everything
+
+
+def load_generator(opt):
+    """Networks needed for generation (G, and E with --encode_mask), in eval mode."""
+    folder = experiment_dir(opt)
+    tag = str(opt.which_epoch)
+    if not os.path.isfile(checkpoint.net_path(folder, tag, "G")):
+        tags = checkpoint.available_tags(folder)
+        hint = f"available: {', '.join(tags)}" if tags else "no checkpoints there at all"
+        raise CheckpointError(f"{checkpoint.net_path(folder, tag, 'G')}: no generator checkpoint for "
+                              f"--which_epoch {tag} ({hint}).")
+    nets = build_networks(opt, with_discriminator=False)
+    for name, net in nets.items():
+        load_state(net, checkpoint.read_net(folder, tag, name), checkpoint.net_path(folder, tag, name))
+        net.eval()
+    return nets
+
+
+def style_codes(names, seed, z_dim):
+    """One N(0, 1) code per image, from (seed, file name)."""
+    codes = [np.random.RandomState(derive_seed(seed, zlib.crc32(n.encode()))).randn(z_dim) for n in names]
+    return jt.array(np.stack(codes).astype(np.float32))
+
+
+def generate_batch(nets, opt, label, names, seed):
+    seg = one_hot(label, opt.label_nc)
+    z = style_codes(names, seed, opt.z_dim) if opt.use_vae else None
+    mask_features = nets["E"](seg) if "E" in nets else None
+    with jt.no_grad():
+        return nets["G"](seg, z=z, mask_features=mask_features)
+
+
+def output_name(label_name, image_format):
+    return os.path.splitext(label_name)[0] + "." + image_format
+
+
+def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", quality=95, progress=None):
+    """Generate an image for every label map in ``input_dir``; returns the written paths."""
+    dataset = LabelFolderDataset(input_dir, opt.label_nc, opt.crop_size, image_height(opt),
+                                 max_size=opt.max_dataset_size, batch_size=opt.batchSize,
+                                 num_workers=opt.nThreads)
+    os.makedirs(output_dir, exist_ok=True)
+    written = []
+    for b, batch in enumerate(dataset):
+        raise_batch_errors(batch)
+        seed_everything(derive_seed(opt.seed, b))
+        fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed).numpy()
+        for arr, name, size in zip(fake, batch["path"], batch["orig_size"].numpy()):
+            rgb = array_to_image(arr)
+            if (rgb.shape[1], rgb.shape[0]) != tuple(int(s) for s in size):
+                rgb = np.asarray(Image.fromarray(rgb).resize(tuple(int(s) for s in size), Image.BICUBIC))
+            path = os.path.join(output_dir, output_name(name, image_format))
+            save_image(path, rgb, quality=quality)
+            written.append(path)
+        if progress is not None:
+            progress.update(len(batch["path"]))
+    return written
