@@ -14,8 +14,8 @@ DEMO_NAME  := demo
 DEMO_CKPT  := $(DEMO_DIR)/checkpoints
 DEMO_NET   := --crop_size 128 --num_upsampling_layers normal --ngf 16 --ndf 16 --spade_hidden 32 \
               --num_D 2 --n_layers_D 3
-DEMO_TRAIN := --batchSize 4 --niter 10 --nThreads 0 --no_vgg_loss --lambda_l1 20 \
-              --print_freq 20 --display_freq 100 --save_epoch_freq 5
+DEMO_TRAIN := --batchSize 4 --niter 6 --nThreads 0 --no_vgg_loss --lambda_l1 20 \
+              --print_freq 20 --display_freq 60 --save_epoch_freq 3
 
 .PHONY: venv test demo clean
 

@@ -66,7 +66,12 @@ class PairedDataset(Dataset):
                        num_workers=num_workers, drop_last=drop_last)
 
     def set_epoch(self, epoch):
+        """Select the order and augmentation of ``epoch`` (call before iterating)."""
         self.sampler.set_epoch(epoch)
+        if hasattr(self, "workers"):
+            # Jittor's workers refresh their shared index list one epoch late; start them
+            # anew so that they load exactly this epoch's indices.
+            self.reset()
 
     def num_batches(self):
         n = len(self.pairs)

@@ -41,6 +41,9 @@ def build_networks(opt, with_discriminator):
         nets["Es"] = init_weights(ImageEncoder(opt))
     if with_discriminator:
         nets["D"] = init_weights(MultiscaleDiscriminator(opt))
+    # Jittor draws random numbers when an op runs, not when it is created: run the
+    # initialisation now, under the caller's seed, not at some later first use.
+    jt.sync_all()
     return nets
 
 

@@ -335,3 +335,26 @@ def test_paired_dataset_iterates_in_epoch_order(tiny_dataset):
         expected = [os.path.basename(ds.pairs[i][0]) for i in ds.sampler.order(epoch)]
         assert seen == expected
     assert ds.num_batches() == n
+
+
+def test_worker_processes_load_exactly_the_epochs_of_the_main_process(tiny_dataset):
+    """With loader workers, every epoch has the same order and crops as without them."""
+    from data.datasets import PairedDataset
+
+    def batches(workers):
+        ds = PairedDataset(os.path.join(tiny_dataset, "train"), 29, 96, 72, 128, batch_size=4,
+                           num_workers=workers, seed=5)
+        out = []
+        for epoch in (1, 2, 3):
+            ds.set_epoch(epoch)
+            out += [(b["path"], b["label"].numpy(), b["image"].numpy()) for b in ds]
+        ds.terminate()
+        return out
+
+    main, workers = batches(0), batches(2)
+    assert len(main) == len(workers) == 9
+    assert [m[0] for m in main[:3]] != [m[0] for m in main[3:6]]  # epochs differ
+    for (p0, l0, i0), (p1, l1, i1) in zip(main, workers):
+        assert p0 == p1
+        np.testing.assert_array_equal(l0, l1)
+        np.testing.assert_array_equal(i0, i1)

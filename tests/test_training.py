@@ -53,6 +53,11 @@ def test_resume_after_one_epoch_matches_straight_training(tiny_dataset, straight
     assert state["total_iters"] == 6 and state["next_epoch"] == 3
 
 
+def test_loader_workers_do_not_change_training(tiny_dataset, straight_run, tmp_path):
+    train(tiny_dataset, str(tmp_path), "workers", "--niter", "2", "--nThreads", "2")
+    assert max_abs_diff(load_net(straight_run, "straight", "2"), load_net(str(tmp_path), "workers", "2")) == 0.0
+
+
 def test_ctrl_c_saves_latest_and_resume_is_exact(tiny_dataset, straight_run, tmp_path):
     ckpt = str(tmp_path)
     cmd = [sys.executable, "train_phase.py", "--input_path", os.path.join(tiny_dataset, "train"), "--name", "int",
