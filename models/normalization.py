@@ -150,15 +150,28 @@ def resize_label(segmap, size):
     return nn.interpolate(segmap, size=tuple(int(s) for s in size), mode="nearest")
 
 
+def _window_sum(x, kernel_size, stride, out_h, out_w):
+    """Sum over kernel_size x kernel_size windows of an (already padded) map, by strided slices."""
+    total = 0
+    for di in range(kernel_size):
+        for dj in range(kernel_size):
+            total = total + x[:, :, di:di + stride * (out_h - 1) + 1:stride, dj:dj + stride * (out_w - 1) + 1:stride]
+    return total
+
+
 def avg_pool_exclude_pad(x, kernel_size=3, stride=2, padding=1):
     """Average pooling that ignores padded positions (count_include_pad=False).
 
-    Jittor's AvgPool2d ignores that flag, so the padded average is divided by
-    the padded average of a map of ones, which gives the exact result.
+    Jittor's AvgPool2d ignores that flag and refuses maps no larger than the
+    kernel, so windows are summed here from strided slices of the zero-padded
+    map and divided by the number of in-bounds elements of each window.
     """
-    pool = nn.AvgPool2d(kernel_size, stride=stride, padding=padding)
-    ones = jt.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
-    return pool(x) / pool(ones)
+    h, w = int(x.shape[2]), int(x.shape[3])
+    out_h, out_w = output_size(h, kernel_size, stride, padding), output_size(w, kernel_size, stride, padding)
+    pad = (padding, padding, padding, padding)
+    ones = jt.ones((1, 1, h, w), dtype=x.dtype)
+    return (_window_sum(nn.pad(x, pad), kernel_size, stride, out_h, out_w) /
+            _window_sum(nn.pad(ones, pad), kernel_size, stride, out_h, out_w))
 
 
 def output_size(size, kernel_size, stride, padding):

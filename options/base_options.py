@@ -102,6 +102,15 @@ def add_discriminator_options(parser):
                    help="discriminator normalisation: [spectral]{instance,batch,syncbatch,none}")
 
 
+def build_parser(description, *component_groups):
+    """A parser with the shared option groups plus ``component_groups`` (functions adding flags)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    for add_options in (add_experiment_options, add_data_options, add_generator_options,
+                        add_discriminator_options, *component_groups):
+        add_options(parser)
+    return parser
+
+
 def validate_architecture(opt):
     """Raise OptionError for inconsistent architecture options; returns opt."""
     m = NORM_G_PATTERN.match(opt.norm_G)

@@ -1,6 +1,5 @@
 """Generation options. Architecture options come from the experiment's saved opt.json."""
 
-import argparse
 import os
 
 from options import base_options as base
@@ -15,13 +14,7 @@ def add_generation_options(parser):
 
 
 def build_parser(description=None):
-    parser = argparse.ArgumentParser(description=description, formatter_class=base.HelpFormatter)
-    base.add_experiment_options(parser)
-    base.add_data_options(parser)
-    base.add_generator_options(parser)
-    base.add_discriminator_options(parser)
-    add_generation_options(parser)
-    return parser
+    return base.build_parser(description, add_generation_options)
 
 
 def parse(argv=None, description=None):

@@ -1,6 +1,5 @@
 """Training options: optimisation, losses, logging and checkpointing."""
 
-import argparse
 import os
 
 from options import base_options as base
@@ -47,14 +46,7 @@ def add_training_options(parser):
 
 
 def build_parser(description=None):
-    parser = argparse.ArgumentParser(description=description, formatter_class=base.HelpFormatter)
-    base.add_experiment_options(parser)
-    base.add_data_options(parser)
-    base.add_generator_options(parser)
-    base.add_discriminator_options(parser)
-    add_training_options(parser)
-    parser.set_defaults(batchSize=1)
-    return parser
+    return base.build_parser(description, add_training_options)
 
 
 def parse(argv=None, description=None):
