@@ -7,10 +7,6 @@ from jittor import nn
 from models.vgg import VGG19Features
 
 
-def _mean(x):
-    return x.mean()
-
-
 def gan_loss(predictions, target_is_real, for_discriminator, mode="hinge"):
     """Adversarial loss averaged over the discriminator scales.
 
@@ -23,14 +19,14 @@ def gan_loss(predictions, target_is_real, for_discriminator, mode="hinge"):
         if mode == "hinge":
             if for_discriminator:
                 margin = pred - 1 if target_is_real else -pred - 1
-                loss = -_mean(jt.minimum(margin, jt.zeros_like(margin)))
+                loss = -jt.minimum(margin, jt.zeros_like(margin)).mean()
             else:
                 if not target_is_real:
                     raise ValueError("the generator's hinge loss is defined for real targets only")
-                loss = -_mean(pred)
+                loss = -pred.mean()
         elif mode == "ls":
             target = 1.0 if target_is_real else 0.0
-            loss = _mean((pred - target).sqr())
+            loss = (pred - target).sqr().mean()
         elif mode == "original":
             target = jt.ones_like(pred) if target_is_real else jt.zeros_like(pred)
             loss = nn.binary_cross_entropy_with_logits(pred, target)

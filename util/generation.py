@@ -12,11 +12,10 @@ import zlib
 
 import jittor as jt
 import numpy as np
-from PIL import Image
 
 from data.datasets import LabelFolderDataset, raise_batch_errors
 from data.image_io import save_image
-from data.transforms import array_to_image
+from data.transforms import array_to_image, resize_image
 from models.networks import build_networks, load_state, one_hot
 from options.base_options import experiment_dir, image_height
 from util import checkpoint
@@ -70,9 +69,7 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
         seed_everything(derive_seed(opt.seed, b))
         fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed).numpy()
         for arr, name, size in zip(fake, batch["path"], batch["orig_size"].numpy()):
-            rgb = array_to_image(arr)
-            if (rgb.shape[1], rgb.shape[0]) != tuple(int(s) for s in size):
-                rgb = np.asarray(Image.fromarray(rgb).resize(tuple(int(s) for s in size), Image.BICUBIC))
+            rgb = resize_image(array_to_image(arr), tuple(int(s) for s in size))
             path = os.path.join(output_dir, output_name(name, image_format))
             save_image(path, rgb, quality=quality)
             written.append(path)
