@@ -162,14 +162,18 @@ def _window_sum(x, kernel_size, stride, out_h, out_w):
 def avg_pool_exclude_pad(x, kernel_size=3, stride=2, padding=1):
     """Average pooling that ignores padded positions (count_include_pad=False).
 
-    Jittor's AvgPool2d ignores that flag and refuses maps no larger than the
-    kernel, so windows are summed here from strided slices of the zero-padded
-    map and divided by the number of in-bounds elements of each window.
+    Jittor's AvgPool2d ignores that flag, so its padded average is divided by
+    the padded average of a map of ones: the exact average over in-bounds
+    values. Jittor's pool refuses maps no larger than the kernel; those (rare,
+    tiny) maps are summed from strided slices of the zero-padded map instead.
     """
     h, w = int(x.shape[2]), int(x.shape[3])
-    out_h, out_w = output_size(h, kernel_size, stride, padding), output_size(w, kernel_size, stride, padding)
-    pad = (padding, padding, padding, padding)
     ones = jt.ones((1, 1, h, w), dtype=x.dtype)
+    if min(h, w) > kernel_size:
+        pool = nn.AvgPool2d(kernel_size, stride=stride, padding=padding)
+        return pool(x) / pool(ones)
+    pad = (padding, padding, padding, padding)
+    out_h, out_w = output_size(h, kernel_size, stride, padding), output_size(w, kernel_size, stride, padding)
     return (_window_sum(nn.pad(x, pad), kernel_size, stride, out_h, out_w) /
             _window_sum(nn.pad(ones, pad), kernel_size, stride, out_h, out_w))
 
