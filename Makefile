@@ -12,10 +12,6 @@ DEMO_DIR   := results/demo
 DEMO_DATA  := $(DEMO_DIR)/data
 DEMO_NAME  := demo
 DEMO_CKPT  := $(DEMO_DIR)/checkpoints
-DEMO_NET   := --crop_size 128 --num_upsampling_layers normal --ngf 16 --ndf 16 --spade_hidden 32 \
-              --num_D 2 --n_layers_D 3
-DEMO_TRAIN := --batchSize 4 --niter 6 --nThreads 0 --no_vgg_loss --lambda_l1 20 \
-              --print_freq 20 --display_freq 60 --save_epoch_freq 3
 
 .PHONY: venv test demo clean
 
@@ -31,8 +27,8 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m data.demo --out $(DEMO_DATA) --num 240 --num_test 12 --width 128 --height 96 --seed 0
-	$(BIN)/python train_phase.py --input_path $(DEMO_DATA)/train --name $(DEMO_NAME) \
-	    --checkpoints_dir $(DEMO_CKPT) $(DEMO_NET) $(DEMO_TRAIN)
+	$(BIN)/python train.py --recipe demo --input_path $(DEMO_DATA)/train --name $(DEMO_NAME) \
+	    --checkpoints_dir $(DEMO_CKPT)
 	$(BIN)/python test_phase.py --input_path $(DEMO_DATA)/test/labels --output_path $(DEMO_DIR)/generated \
 	    --name $(DEMO_NAME) --checkpoints_dir $(DEMO_CKPT) --nThreads 0
 	$(BIN)/python -m util.demo_report --data $(DEMO_DATA) --generated $(DEMO_DIR)/generated \

@@ -5,6 +5,11 @@
 Each label map LABEL_DIR/x.png becomes OUT/x.jpg (or .png with
 --image_format png) at the label map's own size. The architecture is read
 from CHECKPOINTS_DIR/NAME/opt.json. Output is deterministic for a given seed.
+
+--use_pure (off by default; a dataset-specific trick): when one class covers
+more than --pure_threshold (98%) of a label map, the pixels of that class are
+copied from a training photo of that class, taken from the pure-colour
+dictionary (--pure_dictionary, default CHECKPOINTS_DIR/NAME/pure_colour.pkl).
 """
 
 import sys
@@ -27,13 +32,21 @@ def main(argv=None):
     for note in notes:
         print(note)
     total = len(test_labels(opt.input_path, opt.max_dataset_size))
+    pure = None
+    if opt.use_pure:  # a missing or bad dictionary stops here, before any generation
+        from data.pure_colour import PureColour, describe, load_dictionary
+        pure = PureColour(load_dictionary(opt.pure_dictionary), opt.pure_threshold)
+        print(f"pure-colour dictionary {opt.pure_dictionary}: {describe(pure.dictionary)}; used where one "
+              f"class covers more than {opt.pure_threshold * 100:g}% of a label map")
     nets = load_generator(opt)
     print(f"generating {total} images with {opt.name} (checkpoint {opt.which_epoch}) on "
           f"{'GPU' if use_cuda else 'CPU'} -> {opt.output_path}")
     with tqdm(total=total, desc="generating", dynamic_ncols=True, file=sys.stderr) as bar:
         written = generate_folder(nets, opt, opt.input_path, opt.output_path, opt.image_format,
-                                  opt.jpeg_quality, progress=bar)
+                                  opt.jpeg_quality, progress=bar, pure=pure)
     print(f"wrote {len(written)} images to {opt.output_path}")
+    if pure is not None:
+        print(f"{len(pure.used)} of {len(written)} images used the pure-colour dictionary")
     return 0
 
 

@@ -1,13 +1,150 @@
-"""Train the landscape GAN: the project's main training command.
+"""Train with the two-phase recipe: progressive-size pre-training, then augmented fine-tuning.
 
-    python train.py --input_path DATA/train --name NAME [options]
+    python train.py --input_path DATA/train [--name NAME] [--recipe apf] [train_phase.py flags ...]
 
-At present this runs a single training phase and takes exactly the options
-of train_phase.py (see `python train_phase.py --help`).
+Runs, in this process, the phases of a recipe (options/presets/RECIPE_pretrain.json and
+RECIPE_finetune.json), each as one run of train_phase.py in the same experiment folder:
+
+  pretrain   progressive pre-training; the generator ends as a plain full-size model
+  finetune   starts from the last pre-training epoch (--init_from) with fresh optimisers
+             and continues the epoch count (apf: epochs 181..310)
+
+Every train_phase.py flag given here applies to both phases and overrides the
+presets; --pretrain_args / --finetune_args give flags to one phase only. After
+a stop (Ctrl-C, crash), the same command with --continue_train resumes in the
+phase that was running. Before training, the pure-colour dictionary used by
+`test.py --use_pure` is built once into the experiment folder.
 """
 
-import train_phase
+import argparse
+import os
+import shlex
+import sys
+
+from options import base_options, train_options
+from util import device
 from util.cli import run_main
+from util.errors import CheckpointError, OptionError, WeightsFileError
+
+PHASES = ("pretrain", "finetune")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=base_options.HelpFormatter, allow_abbrev=False,
+                                     epilog="All other flags are train_phase.py flags (python train_phase.py "
+                                            "--help), passed to both phases.")
+    parser.add_argument("--recipe", default="apf",
+                        help="recipe: options/presets/RECIPE_pretrain.json and RECIPE_finetune.json "
+                             "(apf: the real settings; demo: the CPU demo)")
+    parser.add_argument("--phases", default="pretrain,finetune",
+                        help="comma-separated phases to run, in order, from: pretrain, finetune")
+    parser.add_argument("--pretrain_args", default="", help="extra train_phase.py flags for pre-training only")
+    parser.add_argument("--finetune_args", default="", help="extra train_phase.py flags for fine-tuning only")
+    parser.add_argument("--continue_train", **base_options.SWITCH,
+                        help="resume the experiment in the phase its 'latest' checkpoint belongs to")
+    parser.add_argument("--no_pure_dictionary", **base_options.SWITCH,
+                        help="do not build the pure-colour dictionary (only test.py --use_pure needs it)")
+    return parser
+
+
+def parse_phases(text):
+    phases = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in phases if p not in PHASES]
+    if bad or not phases:
+        raise OptionError(f"--phases {text!r}: expected a comma-separated list from {', '.join(PHASES)}.")
+    return [p for p in PHASES if p in phases]
+
+
+def phase_argv(phase, args, common):
+    extra = args.pretrain_args if phase == "pretrain" else args.finetune_args
+    return ["--preset", f"{args.recipe}_{phase}", "--phase_name", phase, *common, *shlex.split(extra)]
+
+
+def last_epoch(opt):
+    return opt.niter + opt.niter_decay
+
+
+def latest_state(folder):
+    """The 'latest' training state of the experiment, or None."""
+    from util import checkpoint
+    path = checkpoint.state_path(folder, "latest")
+    return checkpoint.read_file(path, "training-state") if os.path.isfile(path) else None
+
+
+def plan(phases, args, opts, folder):
+    """[(phase, extra flags)] to run: where each phase starts (fresh, --continue_train or --init_from)."""
+    pre_end = last_epoch(opts["pretrain"])
+    state = latest_state(folder) if args.continue_train else None
+    if args.continue_train and state is None:
+        raise CheckpointError(f"--continue_train: {folder} has no 'latest' checkpoint to resume.")
+    steps = []
+    for phase in phases:
+        if phase == "pretrain":
+            if state is None:
+                steps.append((phase, []))
+            elif state.get("phase") == "pretrain" and state["next_epoch"] <= pre_end:
+                steps.append((phase, ["--continue_train"]))
+            # otherwise pre-training is complete
+        else:
+            if state is not None and state.get("phase") == "finetune":
+                steps.append((phase, ["--continue_train"]))
+            else:
+                steps.append((phase, ["--init_from", str(pre_end)]))
+    return steps
+
+
+def check_weight_files(opts):
+    for phase, opt in opts.items():
+        for path, need in train_options.required_files(opt):
+            if not os.path.isfile(path):
+                raise WeightsFileError(f"{path}: not found; the {phase} phase needs it for {need}. No phase was "
+                                       f"started.")
+
+
+def build_pure_dictionary(opt, folder):
+    from tqdm import tqdm
+
+    from data import pure_colour
+    path = pure_colour.default_path(folder)
+    if os.path.isfile(path):
+        print(f"pure-colour dictionary: {path} exists")
+        return
+    with tqdm(desc="pure-colour dictionary", unit="label", dynamic_ncols=True, file=sys.stderr) as bar:
+        dictionary = pure_colour.build_dictionary(opt.input_path, opt.label_nc, opt.crop_size,
+                                                  base_options.image_height(opt), progress=bar)
+    pure_colour.save_dictionary(path, dictionary)
+    print(f"pure-colour dictionary: {sum(len(v) for v in dictionary.values())} single-class photos of "
+          f"{len(dictionary)} classes -> {path}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args, common = build_parser().parse_known_args(argv)
+    phases = parse_phases(args.phases)
+    # Parse every phase's options first: a typo or a missing weights file fails before any training.
+    opts = {phase: train_options.parse(phase_argv(phase, args, common))[0] for phase in PHASES}
+    folder = base_options.experiment_dir(opts["pretrain"])
+    if base_options.experiment_dir(opts["finetune"]) != folder:
+        raise OptionError("both phases must use the same --name and --checkpoints_dir.")
+    check_weight_files({p: opts[p] for p in phases})
+    steps = plan(phases, args, opts, folder)
+    device.setup(opts[phases[0]].gpu)
+
+    import jittor as jt
+
+    import train_phase
+    if not args.no_pure_dictionary:
+        build_pure_dictionary(opts[phases[0]], folder)
+    for phase, extra in steps:
+        phase_args = phase_argv(phase, args, common) + extra
+        print(f"=== {phase}: train_phase.py {' '.join(shlex.quote(a) for a in phase_args)}")
+        code = train_phase.main(phase_args)
+        if code != 0:
+            return code
+        jt.gc()
+    print(f"recipe '{args.recipe}' finished ({', '.join(phases)}); checkpoints in {folder}")
+    return 0
+
 
 if __name__ == "__main__":
-    run_main(train_phase.main)
+    run_main(main)

@@ -7,6 +7,11 @@ the SPADE generator against the multiscale discriminator, and writes
 checkpoints, a loss log, sample grids and an HTML page to
 CHECKPOINTS_DIR/NAME. Ctrl-C stops after the current iteration and saves a
 resumable 'latest' checkpoint; --continue_train resumes it exactly.
+
+A phase of the two-phase recipe is one run of this script: --pg_niter turns
+on progressive-size pre-training, --init_from starts fine-tuning from the
+last pre-training checkpoint, and --preset NAME loads a recipe's options
+(train.py runs both phases).
 """
 
 import os
@@ -58,24 +63,70 @@ def stopped(folder):
     return 130
 
 
-def to_images(var):
+def to_images(var, size=None):
+    """uint8 pictures of an image batch, nearest-upsampled to ``size`` (h, w) when smaller."""
+    import numpy as np
+
     from data.transforms import array_to_image
-    return [array_to_image(x) for x in var.numpy()]
+    images = [array_to_image(x) for x in var.numpy()]
+    if size is not None and images and images[0].shape[:2] != tuple(size):
+        fy, fx = size[0] // images[0].shape[0], size[1] // images[0].shape[1]
+        images = [np.repeat(np.repeat(im, fy, axis=0), fx, axis=1) for im in images]
+    return images
+
+
+def split_init_source(opt, folder):
+    """(experiment folder, tag) named by --init_from: TAG or EXPERIMENT_DIR/TAG."""
+    if os.sep in opt.init_from or "/" in opt.init_from:
+        return os.path.dirname(opt.init_from), os.path.basename(opt.init_from)
+    return folder, opt.init_from
+
+
+def read_init_source(opt, folder, names):
+    """(next epoch, iterations done, {net: state dict}) of the --init_from checkpoint."""
+    from util import checkpoint
+    src_folder, tag = split_init_source(opt, folder)
+    state = checkpoint.read_file(checkpoint.state_path(src_folder, tag), f"training-state ({opt.init_from})")
+    states = {}
+    for name in names:
+        path = checkpoint.net_path(src_folder, tag, name)
+        if os.path.isfile(path):
+            states[name] = checkpoint.read_net(src_folder, tag, name)
+    if "G" not in states:
+        raise CheckpointError(f"{checkpoint.net_path(src_folder, tag, 'G')}: --init_from {opt.init_from} has no "
+                              f"generator checkpoint.")
+    return state["next_epoch"], state.get("total_iters", 0), states, os.path.join(src_folder, f"{tag}_net_*.pkl")
+
+
+def stage_text(stage, schedule, opt):
+    """'64x48' or '128x96 fading in over 64x48 (alpha 0.25)'."""
+    crop_h = base_options.image_height(opt)
+    size = "x".join(map(str, schedule.size(stage.level, opt.crop_size, crop_h)))
+    if stage.alpha >= 1:
+        return size
+    lower = "x".join(map(str, schedule.size(stage.level - 1, opt.crop_size, crop_h)))
+    return f"{size} fading in over {lower} (alpha {stage.alpha:.2f})"
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     opt, parser = train_options.parse(argv, description=__doc__)
     folder = base_options.experiment_dir(opt)
+    if opt.continue_train and opt.init_from:
+        raise OptionError("--continue_train resumes this experiment's own run; --init_from starts a new phase "
+                          "from a checkpoint. Give one of them.")
     if opt.continue_train:
         check_resume_architecture(opt, parser, argv, folder)
         base_options.validate_architecture(opt)
+        train_options.validate_progressive(opt)
     use_cuda = device.setup(opt.gpu)
 
     import jittor as jt
     from tqdm import tqdm
 
     from data.datasets import PairedDataset, raise_batch_errors
+    from models.networks import network_names
+    from models.progressive import Stage
     from models.trainer import SPADETrainer
     from util import checkpoint, seeding
     from util.visualizer import TrainingLog, sample_grid
@@ -88,31 +139,54 @@ def main(argv=None):
     if total_epochs == 0:
         raise OptionError("--niter + --niter_decay is 0: nothing to train.")
 
-    seeding.seed_everything(opt.seed)
-    trainer = SPADETrainer(opt)
+    names = network_names(opt, with_discriminator=True)
     start_epoch, skip_iters, total_iters = 1, 0, 0
     if opt.continue_train:
         tag = opt.which_epoch
-        state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, trainer.nets)
+        state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, names)
         if used_previous:
             print(f"the last save of {tag} was interrupted; resuming from the complete save before it")
-        trainer.load_networks(net_states, os.path.join(folder, f"{tag}_net_*.pkl"))
-        trainer.load_optimizer_states(state["optimizers"])
-        seeding.set_rng_state(state["rng"])
         start_epoch, skip_iters, total_iters = state["next_epoch"], state["next_iter"], state["total_iters"]
+    elif opt.init_from:
+        start_epoch, total_iters, init_states, init_source = read_init_source(opt, folder, names)
+        if start_epoch > total_epochs:
+            raise OptionError(f"--init_from {opt.init_from} ends at epoch {start_epoch - 1}, but this phase ends at "
+                              f"epoch {total_epochs} (--niter + --niter_decay count from the first epoch of the "
+                              f"whole run): raise --niter.")
+
+    seeding.seed_everything(opt.seed if not opt.init_from else seeding.derive_seed(opt.seed, start_epoch))
+    trainer = SPADETrainer(opt, start_epoch)
+    schedule = trainer.schedule
+    if opt.continue_train:
+        source = os.path.join(folder, f"{tag}_net_*.pkl")
+        trainer.load_networks(net_states, source)
+        trainer.load_optimizer_states(state["optimizers"], source)
+        trainer.d_level = state.get("d_level", trainer.d_level)
+        seeding.set_rng_state(state["rng"])
         print(f"resumed from {tag}: epoch {start_epoch}, iteration {skip_iters} of that epoch "
               f"({total_iters} iterations done)")
+    elif opt.init_from:
+        new = trainer.init_networks(init_states, init_source)
+        print(f"initialised from {init_source} (epochs 1..{start_epoch - 1}); fresh optimisers")
+        for name, keys in new.items():
+            print(f"  {name}: {len(keys)} new parameter tensors at their initial values: "
+                  f"{', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
+        jt.sync_all()
     base_options.save_options(opt, parser, folder)
     log = TrainingLog(folder, opt.name)
-    print(f"training {opt.name}: {len(dataset.pairs)} pairs, {dataset.num_batches()} iterations/epoch, "
-          f"epochs {start_epoch}..{total_epochs}, {'GPU' if use_cuda else 'CPU'}, images "
+    print(f"training {opt.name} ({opt.phase_name}): {len(dataset.pairs)} pairs, {dataset.num_batches()} "
+          f"iterations/epoch, epochs {start_epoch}..{total_epochs}, {'GPU' if use_cuda else 'CPU'}, images "
           f"{opt.crop_size}x{crop_h}, checkpoints in {folder}")
+    if trainer.progressive:
+        print("progressive schedule:\n  " + "\n  ".join(schedule.describe(opt.crop_size, crop_h)))
 
     def save(tag, next_epoch, next_iter):
         checkpoint.write_checkpoint(folder, tag, trainer.network_states(), {
             "next_epoch": next_epoch, "next_iter": next_iter, "total_iters": total_iters,
-            "optimizers": trainer.optimizer_states(), "rng": seeding.rng_state(), "seed": opt.seed})
+            "optimizers": trainer.optimizer_states(), "rng": seeding.rng_state(), "seed": opt.seed,
+            "d_level": trainer.d_level, "phase": opt.phase_name})
 
+    shown = None
     with GracefulStop() as stop:
         for epoch in range(start_epoch, total_epochs + 1):
             g_lr, d_lr = trainer.set_epoch_learning_rate(epoch)
@@ -125,10 +199,22 @@ def main(argv=None):
                 if i < skip_iters:
                     continue
                 raise_batch_errors(batch)
+                stage = schedule.stage(epoch, i / n_batches) if trainer.progressive else None
+                if stage is not None:
+                    if shown is None or (stage.level, stage.alpha < 1) != shown:
+                        bar.write(f"epoch {epoch}, iteration {i + 1}: training {stage_text(stage, schedule, opt)}")
+                        log.note(f"epoch {epoch}, iteration {i + 1}: {stage_text(stage, schedule, opt)}")
+                        shown = (stage.level, stage.alpha < 1)
+                    for level in trainer.enter_stage(stage):
+                        k = trainer.nets["D"].num_D - 1 - level
+                        text = (f"discriminator scale {k} ({stage_text(Stage(level, 1.0), schedule, opt)}) "
+                                f"initialised from scale {k + 1}")
+                        bar.write(text)
+                        log.note(f"epoch {epoch}, iteration {i + 1}: {text}")
                 seeding.seed_everything(seeding.derive_seed(opt.seed, epoch, i))
                 label, real = batch["label"], batch["image"]
-                g_losses, fake = trainer.generator_step(label, real)
-                d_losses = trainer.discriminator_step(label, real)
+                g_losses, fake = trainer.generator_step(label, real, stage)
+                d_losses = trainer.discriminator_step(label, real, stage)
                 # Materialise every pending update (parameters, optimiser moments, norm statistics,
                 # power-iteration vectors) now, so that work is never fused into the next
                 # iteration: otherwise a save in between would change the floating-point result.
@@ -142,7 +228,9 @@ def main(argv=None):
                     log.log_losses(epoch, i + 1, losses, (now - t_last) / max(1, opt.print_freq))
                     t_last = now
                 if total_iters % opt.display_freq == 0 or i + 1 == n_batches:
-                    grid = sample_grid(label.numpy(), to_images(fake), to_images(real), opt.label_nc)
+                    full = tuple(real.shape[2:])
+                    grid = sample_grid(label.numpy(), to_images(fake, full),
+                                       to_images(trainer.stage_inputs(label, real, stage)[2], full), opt.label_nc)
                     log.save_samples(epoch, total_iters, grid)
                 if i + 1 == n_batches:
                     break  # the epoch-end save below covers this iteration
@@ -153,6 +241,10 @@ def main(argv=None):
                     return stopped(folder)
             bar.close()
             skip_iters = 0
+            if trainer.progressive and schedule.finished(epoch + 1):
+                trainer.finish_progressive()
+                print(f"epoch {epoch}: progressive pre-training finished; the generator's auxiliary heads are "
+                      f"removed, it now is the plain {opt.crop_size}x{crop_h} model")
             save("latest", epoch + 1, 0)
             if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:
                 save(str(epoch), epoch + 1, 0)
@@ -160,7 +252,7 @@ def main(argv=None):
             if stop.requested:
                 return stopped(folder)
     jt.sync_all()
-    print(f"done: {total_epochs} epochs, {total_iters} iterations; checkpoints in {folder}")
+    print(f"done: epochs up to {total_epochs}, {total_iters} iterations; checkpoints in {folder}")
     return 0
 
 

@@ -7,7 +7,7 @@ from models.normalization import SPADE, conv2d, parse_norm_G
 
 
 class SPADEResnetBlock(nn.Module):
-    def __init__(self, fin, fout, norm_G, semantic_nc, spade_hidden=128):
+    def __init__(self, fin, fout, norm_G, semantic_nc, spade_hidden=128, seg_noise=False):
         super().__init__()
         self.learned_shortcut = fin != fout
         fmiddle = min(fin, fout)
@@ -16,10 +16,10 @@ class SPADEResnetBlock(nn.Module):
         self.conv_1 = conv2d(fmiddle, fout, 3, padding=1, spectral=spectral)
         if self.learned_shortcut:
             self.conv_s = conv2d(fin, fout, 1, bias=False, spectral=spectral)
-        self.norm_0 = SPADE(norm_kind, kernel, fin, semantic_nc, spade_hidden)
-        self.norm_1 = SPADE(norm_kind, kernel, fmiddle, semantic_nc, spade_hidden)
+        self.norm_0 = SPADE(norm_kind, kernel, fin, semantic_nc, spade_hidden, seg_noise)
+        self.norm_1 = SPADE(norm_kind, kernel, fmiddle, semantic_nc, spade_hidden, seg_noise)
         if self.learned_shortcut:
-            self.norm_s = SPADE(norm_kind, kernel, fin, semantic_nc, spade_hidden)
+            self.norm_s = SPADE(norm_kind, kernel, fin, semantic_nc, spade_hidden, seg_noise)
 
     def execute(self, x, seg):
         x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x

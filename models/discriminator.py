@@ -1,7 +1,13 @@
 """Multiscale PatchGAN discriminator. Each scale sees the label map and the
 image concatenated; scale k sees them downsampled k times (3x3 average pool,
 stride 2, padding excluded). Every scale returns its intermediate features
-(for feature matching) with the patch prediction last."""
+(for feature matching) with the patch prediction last.
+
+During progressive pre-training only the scales whose resolution is active
+take part: the input then arrives at a lower resolution and enters at the
+scale that sees that resolution in the full model (``first_scale``). A scale
+that becomes active is initialised once from the next coarser scale
+(``copy_scale``)."""
 
 import jittor as jt
 from jittor import nn
@@ -39,11 +45,20 @@ class MultiscaleDiscriminator(nn.Module):
         for i in range(opt.num_D):
             setattr(self, f"discriminator_{i}", NLayerDiscriminator(opt.label_nc + 3, opt.ndf, opt.n_layers_D, opt.norm_D))
 
-    def execute(self, seg, image):
-        """Returns a list (one per scale) of feature lists, prediction last."""
+    def scale(self, index):
+        return getattr(self, f"discriminator_{index}")
+
+    def copy_scale(self, source, target):
+        """Overwrite the weights of scale ``target`` with those of scale ``source``."""
+        source_state = self.scale(source).state_dict()
+        for key, var in self.scale(target).state_dict().items():
+            var.assign(jt.array(source_state[key].numpy()))
+
+    def execute(self, seg, image, first_scale=0):
+        """Returns a list (one per scale from ``first_scale`` on) of feature lists, prediction last."""
         x = jt.concat([seg, image], dim=1)
         results = []
-        for i in range(self.num_D):
+        for i in range(first_scale, self.num_D):
             results.append(getattr(self, f"discriminator_{i}")(x))
             if i + 1 < self.num_D:
                 x = avg_pool_exclude_pad(x)

@@ -7,6 +7,13 @@ time), then ``conv_img`` + tanh. ``normal`` has up_0..up_3 (n = 5); ``more``
 adds ``up_4`` (ngf -> ngf/2, n = 6: a 6x8 start for 512x384, the APF-GAN
 layout); ``most`` adds ``up_5`` (n = 7).
 
+Progressive pre-training adds ``to_rgb_<level>`` heads (3x3 convolution +
+tanh) on the outputs of intermediate up blocks, one per lower resolution
+level; ``execute(..., stage=...)`` then stops at the active level's block
+and, during a fade, blends the new head with the 2x nearest-upsampled head
+of the level below. ``remove_progressive_heads`` drops them when
+pre-training ends, leaving the plain full-resolution generator.
+
 The start comes from one of: a 3x3 convolution ``fc`` of the downsampled
 label map (default), the mask encoder (``--encode_mask``), a linear ``fc``
 of a style code z (``--use_vae``), or the mask encoder plus the projected
@@ -18,9 +25,9 @@ from jittor import nn
 
 from models.architecture import SPADEResnetBlock
 from models.normalization import resize_label
-from options.base_options import image_height
+from options.base_options import NUM_UPSAMPLINGS, image_height
 
-NUM_UP_BLOCKS = {"normal": 4, "more": 5, "most": 6}
+NUM_UP_BLOCKS = {mode: n - 1 for mode, n in NUM_UPSAMPLINGS.items()}
 
 
 def num_upsamplings(mode):
@@ -41,7 +48,8 @@ def up_block_channels(ngf, index):
 
 
 class SPADEGenerator(nn.Module):
-    def __init__(self, opt):
+    def __init__(self, opt, progressive_levels=1):
+        """``progressive_levels`` > 1 adds the to-RGB heads of that many resolution levels."""
         super().__init__()
         nf = opt.ngf
         self.sh, self.sw = start_size(opt)
@@ -56,7 +64,8 @@ class SPADEGenerator(nn.Module):
             self.fc = nn.Conv2d(semantic_nc, 16 * nf, 3, padding=1)
 
         def block(fin, fout):
-            return SPADEResnetBlock(fin, fout, opt.norm_G, semantic_nc, opt.spade_hidden)
+            return SPADEResnetBlock(fin, fout, opt.norm_G, semantic_nc, opt.spade_hidden,
+                                    opt.use_seg_noise)
 
         self.head_0 = block(16 * nf, 16 * nf)
         self.G_middle_0 = block(16 * nf, 16 * nf)
@@ -66,6 +75,31 @@ class SPADEGenerator(nn.Module):
             setattr(self, f"up_{i}", block(*up_block_channels(nf, i)))
         self.final_nc = up_block_channels(nf, self.num_up_blocks - 1)[1]
         self.conv_img = nn.Conv2d(self.final_nc, 3, 3, padding=1)
+        self.progressive_levels = 1
+        if progressive_levels > 1:
+            self.add_progressive_heads(progressive_levels)
+
+    def add_progressive_heads(self, levels):
+        if levels > self.num_up_blocks:
+            raise ValueError(f"{levels} resolution levels need at least {levels} up blocks, "
+                             f"the generator has {self.num_up_blocks}")
+        self.progressive_levels = levels
+        for level in range(levels - 1):
+            channels = up_block_channels(self.ngf, self.level_block(level))[1]
+            setattr(self, f"to_rgb_{level}", nn.Conv2d(channels, 3, 3, padding=1))
+
+    def remove_progressive_heads(self):
+        for level in range(self.progressive_levels - 1):
+            delattr(self, f"to_rgb_{level}")
+        self.progressive_levels = 1
+
+    def level_block(self, level):
+        """Index of the up block whose output has the resolution of ``level``."""
+        return self.num_up_blocks - self.progressive_levels + level
+
+    def to_rgb(self, level, x):
+        head = self.conv_img if level == self.progressive_levels - 1 else getattr(self, f"to_rgb_{level}")
+        return jt.tanh(head(nn.leaky_relu(x, 0.2)))
 
     def up_blocks(self):
         return [getattr(self, f"up_{i}") for i in range(self.num_up_blocks)]
@@ -87,15 +121,28 @@ class SPADEGenerator(nn.Module):
             x = self.fc(resize_label(seg, (self.sh, self.sw)))
         return x
 
-    def execute(self, seg, z=None, mask_features=None):
-        """seg: one-hot label map [N, label_nc, H, W] at the output size; returns images in [-1, 1]."""
+    def execute(self, seg, z=None, mask_features=None, stage=None):
+        """seg: one-hot label map [N, label_nc, H, W] at the full output size; returns images in [-1, 1].
+
+        ``stage`` (a models.progressive.Stage) selects the output level of a
+        generator with progressive heads: the image then has that level's size.
+        """
+        level, alpha = (self.progressive_levels - 1, 1.0) if stage is None else stage
+        if level >= self.progressive_levels:
+            raise ValueError(f"stage level {level} but the generator has {self.progressive_levels} levels")
+        last_block = self.level_block(level)
         x = self.start_features(seg, z, mask_features)
         x = self.head_0(x, seg)
         x = nn.interpolate(x, scale_factor=2, mode="nearest")
         x = self.G_middle_0(x, seg)
         x = self.G_middle_1(x, seg)
-        for up in self.up_blocks():
+        lower = None
+        for i, up in enumerate(self.up_blocks()[:last_block + 1]):
+            if alpha < 1 and level > 0 and i == last_block:
+                lower = nn.interpolate(self.to_rgb(level - 1, x), scale_factor=2, mode="nearest")
             x = nn.interpolate(x, scale_factor=2, mode="nearest")
             x = up(x, seg)
-        x = self.conv_img(nn.leaky_relu(x, 0.2))
-        return jt.tanh(x)
+        image = self.to_rgb(level, x)
+        if lower is not None:
+            image = alpha * image + (1 - alpha) * lower
+        return image

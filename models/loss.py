@@ -7,13 +7,20 @@ from jittor import nn
 from models.vgg import VGG19Features
 
 
-def gan_loss(predictions, target_is_real, for_discriminator, mode="hinge"):
-    """Adversarial loss averaged over the discriminator scales.
+def weighted_mean(values, weights=None):
+    """Mean of per-scale losses, weighted by ``weights`` (a fading-in scale has weight < 1)."""
+    if weights is None:
+        weights = [1.0] * len(values)
+    return sum(w * v for w, v in zip(weights, values)) / sum(weights)
+
+
+def gan_loss(predictions, target_is_real, for_discriminator, mode="hinge", weights=None):
+    """Adversarial loss averaged over the discriminator scales (weighted by ``weights``).
 
     ``predictions`` is the discriminator output: a list of per-scale feature
     lists whose last entry is the patch prediction.
     """
-    total = 0.0
+    per_scale = []
     for scale in predictions:
         pred = scale[-1]
         if mode == "hinge":
@@ -32,17 +39,19 @@ def gan_loss(predictions, target_is_real, for_discriminator, mode="hinge"):
             loss = nn.binary_cross_entropy_with_logits(pred, target)
         else:
             raise ValueError(f"unknown gan_mode {mode!r}")
-        total = total + loss
-    return total / len(predictions)
+        per_scale.append(loss)
+    return weighted_mean(per_scale, weights)
 
 
-def feature_matching_loss(pred_fake, pred_real):
+def feature_matching_loss(pred_fake, pred_real, weights=None):
     """L1 between the discriminator features of fake and real (real detached), averaged over scales."""
-    total = 0.0
+    per_scale = []
     for fake_scale, real_scale in zip(pred_fake, pred_real):
+        total = 0.0
         for fake_feat, real_feat in zip(fake_scale[:-1], real_scale[:-1]):
             total = total + (fake_feat - real_feat.detach()).abs().mean()
-    return total / len(pred_fake)
+        per_scale.append(total)
+    return weighted_mean(per_scale, weights)
 
 
 class VGGLoss(nn.Module):

@@ -8,7 +8,7 @@ from jittor import nn
 from models.discriminator import MultiscaleDiscriminator
 from models.encoder import ImageEncoder, MaskEncoder
 from models.generator import SPADEGenerator
-from models.normalization import SpectralNormed
+from models.normalization import SPADE, SpectralNormed
 
 
 def init_weights(net, gain=0.02):
@@ -28,19 +28,31 @@ def init_weights(net, gain=0.02):
         bias = getattr(module, "bias", None)
         if bias is not None:
             bias.assign(jt.zeros(bias.shape))
+    for module in net.modules():
+        if isinstance(module, SPADE) and module.seg_noise_var is not None:
+            module.seg_noise_var.weight.assign(jt.zeros(module.seg_noise_var.weight.shape))
     return net
 
 
-def build_networks(opt, with_discriminator):
-    """Return {name: network}: G always, E (mask encoder) with --encode_mask,
-    Es (style encoder) with --use_vae when training, D when ``with_discriminator``."""
-    nets = {"G": init_weights(SPADEGenerator(opt))}
+def network_names(opt, with_discriminator):
+    """G always, E (mask encoder) with --encode_mask, Es (style encoder) with --use_vae when training,
+    D when ``with_discriminator``."""
+    names = ["G"]
     if opt.encode_mask:
-        nets["E"] = init_weights(MaskEncoder(opt))
+        names.append("E")
     if opt.use_vae and with_discriminator:
-        nets["Es"] = init_weights(ImageEncoder(opt))
+        names.append("Es")
     if with_discriminator:
-        nets["D"] = init_weights(MultiscaleDiscriminator(opt))
+        names.append("D")
+    return names
+
+
+def build_networks(opt, with_discriminator, progressive_levels=1):
+    """Return {name: network} for ``network_names``; G gets the to-RGB heads of
+    ``progressive_levels`` resolution levels when that is more than 1."""
+    builders = {"G": lambda: SPADEGenerator(opt, progressive_levels), "E": lambda: MaskEncoder(opt),
+                "Es": lambda: ImageEncoder(opt), "D": lambda: MultiscaleDiscriminator(opt)}
+    nets = {name: init_weights(builders[name]()) for name in network_names(opt, with_discriminator)}
     # Jittor draws random numbers when an op runs, not when it is created: run the
     # initialisation now, under the caller's seed, not at some later first use.
     jt.sync_all()
@@ -53,14 +65,17 @@ def one_hot(label, num_classes):
     return (label.unsqueeze(1).int32() == classes).float32()
 
 
-def load_state(net, state, source):
+def load_state(net, state, source, may_be_new=None):
     """Load a state dict strictly: every parameter filled, every entry used, shapes equal.
 
-    Raises CheckpointError listing the offending names.
+    ``may_be_new(key)`` names parameters the state may lack (modules added
+    on purpose, e.g. seg noise); they keep their initial values and are
+    returned. Raises CheckpointError listing the offending names.
     """
     from util.errors import CheckpointError
     own = net.state_dict()
-    missing = sorted(set(own) - set(state))
+    new = sorted(k for k in set(own) - set(state) if may_be_new is not None and may_be_new(k))
+    missing = sorted(set(own) - set(state) - set(new))
     unused = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unused or wrong:
@@ -75,4 +90,6 @@ def load_state(net, state, source):
         raise CheckpointError(f"{source} does not fit the model built from the options ({'; '.join(parts)}). "
                               f"Check that the architecture options match the ones used for training.")
     for key, var in own.items():
-        var.assign(jt.array(state[key]).astype(var.dtype))
+        if key in state:
+            var.assign(jt.array(state[key]).astype(var.dtype))
+    return new

@@ -127,20 +127,34 @@ def normed_conv(norm_type, in_channels, out_channels, kernel_size, stride=1, pad
 
 class SPADE(nn.Module):
     """Spatially-adaptive normalisation: param-free norm, then a per-pixel scale
-    and shift predicted from the label map (resized with nearest neighbour)."""
+    and shift predicted from the label map (resized with nearest neighbour).
 
-    def __init__(self, norm_kind, kernel_size, norm_nc, label_nc, nhidden=128):
+    With ``seg_noise`` the input first receives Gaussian noise (one map per
+    sample, shared by the channels) scaled per channel and per class: a 1x1
+    convolution ``seg_noise_var`` of the one-hot label map, without bias.
+    It starts at zero, so adding it to a trained model changes nothing until
+    it is trained.
+    """
+
+    def __init__(self, norm_kind, kernel_size, norm_nc, label_nc, nhidden=128, seg_noise=False):
         super().__init__()
         pad = kernel_size // 2
         self.param_free_norm = param_free_norm(norm_kind, norm_nc)
         self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, nhidden, kernel_size, padding=pad), nn.ReLU())
         self.mlp_gamma = nn.Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
         self.mlp_beta = nn.Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
+        self.seg_noise_var = None
+        if seg_noise:
+            self.seg_noise_var = nn.Conv2d(label_nc, norm_nc, 1, bias=False)
+            self.seg_noise_var.weight.assign(jt.zeros(self.seg_noise_var.weight.shape))
 
     def execute(self, x, segmap):
-        normalized = self.param_free_norm(x)
         if tuple(segmap.shape[2:]) != tuple(x.shape[2:]):
             segmap = resize_label(segmap, x.shape[2:])
+        if self.seg_noise_var is not None:
+            noise = jt.randn((x.shape[0], 1, x.shape[2], x.shape[3]), dtype=x.dtype)
+            x = x + noise * self.seg_noise_var(segmap)
+        normalized = self.param_free_norm(x)
         actv = self.mlp_shared(segmap)
         return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
 

@@ -2,8 +2,11 @@
 
 ``SPADETrainer`` owns the networks, the losses and the two Adam optimisers
 (TTUR by default). ``generator_step`` and ``discriminator_step`` each run one
-update; ``state_dict``/``load_state_dict`` cover networks and optimisers so
-that a resumed run continues exactly.
+update at a progressive ``Stage`` (None = the full resolution);
+``enter_stage`` grows the discriminator when a new resolution level starts
+and ``finish_progressive`` removes the generator's auxiliary heads when
+pre-training ends. ``network_states``/``optimizer_states`` and the matching
+loaders cover everything a resumed run needs to continue exactly.
 """
 
 import math
@@ -15,7 +18,9 @@ from jittor import nn
 from models import loss as losses
 from models.encoder import kld_loss, reparameterize
 from models.networks import build_networks, load_state, one_hot
-from util.errors import TrainingDivergedError
+from models.normalization import resize_label
+from models.progressive import schedule_from_options
+from util.errors import CheckpointError, TrainingDivergedError
 
 
 def learning_rates(opt, epoch):
@@ -33,11 +38,49 @@ def adam_betas(opt):
     return (opt.beta1, opt.beta2)
 
 
+def downsample_image(image, factor):
+    """Box-filter an image batch by an integer ``factor`` (exact average of factor x factor blocks)."""
+    if factor == 1:
+        return image
+    n, c, h, w = image.shape
+    return image.reshape(n, c, h // factor, factor, w // factor, factor).mean(dims=(3, 5))
+
+
+def drop_from_optimizer(optimizer, params):
+    """Remove ``params`` (and their moments) from a Jittor optimiser."""
+    dropped = {id(p) for p in params}
+    for group in optimizer.param_groups:
+        keep = [i for i, p in enumerate(group["params"]) if id(p) not in dropped]
+        for key in ("params", "grads", "m", "values"):
+            if key in group:
+                group[key] = [group[key][i] for i in keep]
+
+
+def is_seg_noise(key):
+    return "seg_noise_var" in key
+
+
 class SPADETrainer:
-    def __init__(self, opt):
+    def __init__(self, opt, start_epoch=1):
+        """Networks for a run starting at ``start_epoch``: the generator has the
+        progressive heads only while pre-training is not finished."""
         self.opt = opt
-        self.nets = build_networks(opt, with_discriminator=True)
+        self.schedule = schedule_from_options(opt)
+        progressive = not self.schedule.finished(start_epoch)
+        self.nets = build_networks(opt, with_discriminator=True,
+                                   progressive_levels=self.schedule.levels if progressive else 1)
+        # Highest level whose sub-discriminator has been initialised (the lowest one starts ready).
+        self.d_level = 0 if progressive else self.schedule.last_level
+        self.growths = []
         self.vgg_loss = None if opt.no_vgg_loss else losses.VGGLoss(opt.vgg_weights)
+        self.inception_loss = None
+        if opt.inception_loss:
+            from models.inception import InceptionLoss
+            self.inception_loss = InceptionLoss(opt.inception_weights)
+        self.augment_policy = ()
+        if opt.diff_aug:
+            from models.diff_augment import parse_policy
+            self.augment_policy = parse_policy(opt.diff_aug)
         g_params = []
         for name in ("G", "E", "Es"):
             if name in self.nets:
@@ -47,53 +90,117 @@ class SPADETrainer:
         self.optimizer_D = nn.Adam(self.nets["D"].parameters(), lr=d_lr, betas=adam_betas(opt))
         self.optimizers = {"G": self.optimizer_G, "D": self.optimizer_D}
 
+    # -- progressive growing ---------------------------------------------
+    @property
+    def progressive(self):
+        return self.nets["G"].progressive_levels > 1
+
+    def enter_stage(self, stage):
+        """Initialise, once, the sub-discriminator of each level the run reaches for the first time
+        from the next coarser one. Returns the levels grown now."""
+        grown = []
+        num_d = self.nets["D"].num_D
+        while stage is not None and self.d_level < stage.level:
+            self.d_level += 1
+            target = num_d - 1 - self.d_level
+            self.nets["D"].copy_scale(target + 1, target)
+            grown.append(self.d_level)
+        self.growths += grown
+        return grown
+
+    def finish_progressive(self):
+        """Remove the generator's to-RGB heads (and their optimiser state) when pre-training ends."""
+        g = self.nets["G"]
+        heads = [getattr(g, f"to_rgb_{level}") for level in range(g.progressive_levels - 1)]
+        drop_from_optimizer(self.optimizer_G, [p for head in heads for p in head.parameters()])
+        g.remove_progressive_heads()
+        self.d_level = self.schedule.last_level
+
+    def stage_inputs(self, label, real, stage):
+        """(full-size one-hot labels, labels and photos at the stage's resolution).
+
+        During a fade the photo is blended like the generator's output: the new
+        resolution over the 2x nearest-upsampled half resolution."""
+        seg = one_hot(label, self.opt.label_nc)
+        if stage is None:
+            return seg, seg, real
+        factor = 2 ** (self.schedule.last_level - stage.level)
+        real_small = downsample_image(real, factor)
+        if stage.alpha < 1:
+            lower = nn.interpolate(downsample_image(real_small, 2), scale_factor=2, mode="nearest")
+            real_small = stage.alpha * real_small + (1 - stage.alpha) * lower
+        seg_small = seg if factor == 1 else resize_label(seg, real_small.shape[2:])
+        return seg, seg_small, real_small
+
+    def scale_weights(self, stage):
+        """Per-scale loss weights of the active sub-discriminators; the one fading in gets alpha."""
+        if stage is None or stage.alpha >= 1:
+            return None
+        return [stage.alpha] + [1.0] * (self.nets["D"].num_D - 1 - (self.schedule.last_level - stage.level))
+
+    def first_scale(self, stage):
+        if stage is None:
+            return 0
+        return self.schedule.last_level - stage.level
+
     # -- forward pieces -------------------------------------------------
-    def generate(self, seg, real=None):
-        """Fake images for one-hot ``seg``; with a style encoder also returns the KLD term."""
+    def generate(self, seg, real=None, stage=None):
+        """Fake images for full-size one-hot ``seg``; with a style encoder also returns the KLD term."""
         mask_features = self.nets["E"](seg) if "E" in self.nets else None
         z, kld = None, None
         if "Es" in self.nets and real is not None:
             mu, logvar = self.nets["Es"](real)
             z = reparameterize(mu, logvar)
             kld = kld_loss(mu, logvar) * self.opt.lambda_kld
-        return self.nets["G"](seg, z=z, mask_features=mask_features), kld
+        return self.nets["G"](seg, z=z, mask_features=mask_features, stage=stage), kld
 
-    def discriminate(self, seg, fake, real):
+    def discriminate(self, seg, fake, real, stage=None):
         """Run D once on fake and real stacked along the batch; returns (pred_fake, pred_real)."""
-        preds = self.nets["D"](jt.concat([seg, seg], dim=0), jt.concat([fake, real], dim=0))
+        if self.augment_policy:
+            from models.diff_augment import diff_augment
+            fake, real, seg = diff_augment(fake, real, seg, self.augment_policy)
+        preds = self.nets["D"](jt.concat([seg, seg], dim=0), jt.concat([fake, real], dim=0),
+                               first_scale=self.first_scale(stage))
         n = fake.shape[0]
         pred_fake = [[f[:n] for f in scale] for scale in preds]
         pred_real = [[f[n:] for f in scale] for scale in preds]
         return pred_fake, pred_real
 
     # -- updates --------------------------------------------------------
-    def generator_step(self, label, real):
+    def generator_step(self, label, real, stage=None):
         opt = self.opt
-        seg = one_hot(label, opt.label_nc)
-        fake, kld = self.generate(seg, real)
-        pred_fake, pred_real = self.discriminate(seg, fake, real)
-        terms = {"G_GAN": losses.gan_loss(pred_fake, True, for_discriminator=False, mode=opt.gan_mode)}
+        seg, seg_small, real_small = self.stage_inputs(label, real, stage)
+        fake, kld = self.generate(seg, real, stage)
+        pred_fake, pred_real = self.discriminate(seg_small, fake, real_small, stage)
+        weights = self.scale_weights(stage)
+        terms = {"G_GAN": losses.gan_loss(pred_fake, True, for_discriminator=False, mode=opt.gan_mode,
+                                          weights=weights)}
         if not opt.no_ganFeat_loss:
-            terms["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real) * opt.lambda_feat
+            terms["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real, weights) * opt.lambda_feat
         if self.vgg_loss is not None:
-            terms["G_VGG"] = self.vgg_loss(fake, real) * opt.lambda_vgg
+            terms["G_VGG"] = self.vgg_loss(fake, real_small) * opt.lambda_vgg
+        if self.inception_loss is not None:
+            terms["G_Inception"] = self.inception_loss(fake, real_small) * opt.lambda_inception
         if opt.lambda_l1 > 0:
-            terms["G_L1"] = (fake - real).abs().mean() * opt.lambda_l1
+            terms["G_L1"] = (fake - real_small).abs().mean() * opt.lambda_l1
         if kld is not None:
             terms["KLD"] = kld
         total = sum(terms.values())
         self.optimizer_G.step(total)
         return self._check_finite(terms, "generator"), fake
 
-    def discriminator_step(self, label, real):
+    def discriminator_step(self, label, real, stage=None):
         opt = self.opt
-        seg = one_hot(label, opt.label_nc)
+        seg, seg_small, real_small = self.stage_inputs(label, real, stage)
         with jt.no_grad():
-            fake, _ = self.generate(seg, real)
+            fake, _ = self.generate(seg, real, stage)
         fake = fake.detach()
-        pred_fake, pred_real = self.discriminate(seg, fake, real)
-        terms = {"D_Fake": losses.gan_loss(pred_fake, False, for_discriminator=True, mode=opt.gan_mode),
-                 "D_Real": losses.gan_loss(pred_real, True, for_discriminator=True, mode=opt.gan_mode)}
+        pred_fake, pred_real = self.discriminate(seg_small, fake, real_small, stage)
+        weights = self.scale_weights(stage)
+        terms = {"D_Fake": losses.gan_loss(pred_fake, False, for_discriminator=True, mode=opt.gan_mode,
+                                           weights=weights),
+                 "D_Real": losses.gan_loss(pred_real, True, for_discriminator=True, mode=opt.gan_mode,
+                                           weights=weights)}
         self.optimizer_D.step(terms["D_Fake"] + terms["D_Real"])
         return self._check_finite(terms, "discriminator")
 
@@ -132,9 +239,25 @@ class SPADETrainer:
         for name, net in self.nets.items():
             load_state(net, states[name], f"{source} [{name}]")
 
-    def load_optimizer_states(self, states):
+    def init_networks(self, states, source):
+        """Fill the networks from another run's checkpoint; parameters that the options add
+        (seg noise) may be absent and keep their initial values. Returns {net: [new keys]}."""
+        new = {}
+        for name, net in self.nets.items():
+            if name not in states:
+                new[name] = sorted(net.state_dict())
+                continue
+            new[name] = load_state(net, states[name], f"{source} [{name}]", may_be_new=is_seg_noise)
+        return {name: keys for name, keys in new.items() if keys}
+
+    def load_optimizer_states(self, states, source):
         for name, optimizer in self.optimizers.items():
             saved = states[name]
+            sizes = [len(g["m"]) for g in optimizer.param_groups]
+            if [len(ms) for ms in saved["m"]] != sizes:
+                raise CheckpointError(f"{source}: the {name} optimiser state has {[len(ms) for ms in saved['m']]} "
+                                      f"parameters, the model built from the options {sizes}; the options differ "
+                                      f"from the ones the checkpoint was written with.")
             optimizer.n_step = saved["n_step"]
             optimizer.lr = saved["lr"]
             for group, ms, vs in zip(optimizer.param_groups, saved["m"], saved["v"]):

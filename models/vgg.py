@@ -6,11 +6,10 @@ Inputs are images in [-1, 1]; they are mapped to ImageNet normalisation, the
 statistics the weights were trained with. The network is frozen.
 """
 
-import os
-
 import jittor as jt
 from jittor import nn
 
+from models.pretrained import freeze, read_state_dict
 from util.errors import WeightsFileError
 
 # torchvision's vgg19 "features" indices of the convolutions used (up to relu5_1).
@@ -46,18 +45,9 @@ class VGG19Features(nn.Module):
 
     @classmethod
     def from_file(cls, path):
-        if not os.path.isfile(path):
-            raise WeightsFileError(MISSING_MESSAGE.format(path=path))
-        try:
-            state = jt.load(path)
-        except Exception as err:  # any unreadable file is a user error here
-            raise WeightsFileError(f"{path}: cannot read VGG19 weights ({err}).") from None
         net = cls()
-        net.load_weights(state, path)
-        for p in net.parameters():
-            p.stop_grad()
-        net.eval()
-        return net
+        net.load_weights(read_state_dict(path, "VGG19", MISSING_MESSAGE.format(path=path)), path)
+        return freeze(net)
 
     def load_weights(self, state, path="<state>"):
         needed = {k: v for k, v in self.state_dict().items() if k.startswith("features.")}

@@ -13,8 +13,11 @@ from util.errors import OptionError
 ARCHITECTURE_KEYS = (
     "label_nc", "crop_size", "aspect_ratio", "ngf", "ndf", "num_D", "n_layers_D",
     "norm_G", "norm_D", "norm_E", "num_upsampling_layers", "use_vae", "encode_mask",
-    "z_dim", "spade_hidden",
+    "z_dim", "spade_hidden", "use_seg_noise",
 )
+
+# Upsamplings of the generator per --num_upsampling_layers (its up blocks are one fewer).
+NUM_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 
 NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch|instance)(\d+)x\d+$")
 NORM_LAYER_PATTERN = re.compile(r"^(spectral)?(syncbatch|batch|instance|none)$")
@@ -43,6 +46,20 @@ def positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def switch(text):
+    """A boolean option value: yes/no, true/false, on/off, 1/0."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes/no (or true/false, on/off, 1/0), got {text!r}")
+
+
+# On/off options: the bare flag switches on, "--flag no" switches off (e.g. to override a preset).
+SWITCH = dict(nargs="?", const=True, default=False, type=switch, metavar="yes|no")
 
 
 def add_experiment_options(parser):
@@ -83,11 +100,14 @@ def add_generator_options(parser):
                    help="normal: 5 upsamplings (blocks up_0..up_3); more: 6, adding a final block up_4 at half "
                         "the channels; most: 7 (up_0..up_5). Sets the start size crop_size / 2**n")
     g.add_argument("--spade_hidden", type=positive_int, default=128, help="hidden channels of each SPADE layer")
-    g.add_argument("--use_vae", action="store_true",
+    g.add_argument("--use_vae", **SWITCH,
                    help="start the generator from a style code z (VAE image encoder in training, N(0,1) otherwise)")
-    g.add_argument("--encode_mask", action="store_true",
+    g.add_argument("--encode_mask", **SWITCH,
                    help="start the generator from a convolutional encoding of the label map (mask encoder) "
                         "instead of a 3x3 convolution of the downsampled label map")
+    g.add_argument("--use_seg_noise", **SWITCH,
+                   help="inject Gaussian noise in every SPADE layer with a learned amplitude per class and channel "
+                        "(zero at the start, so it can be switched on for fine-tuning a trained model)")
     g.add_argument("--z_dim", type=positive_int, default=256, help="size of the style code when --use_vae")
     g.add_argument("--norm_E", default="spectralinstance",
                    help="encoder normalisation: [spectral]{instance,batch,syncbatch,none}")
@@ -121,7 +141,7 @@ def validate_architecture(opt):
     for flag in ("norm_D", "norm_E"):
         if not NORM_LAYER_PATTERN.match(getattr(opt, flag)):
             raise OptionError(f"--{flag} {getattr(opt, flag)!r} is not of the form [spectral]{{instance,batch,syncbatch,none}}.")
-    n_up = {"normal": 5, "more": 6, "most": 7}[opt.num_upsampling_layers]
+    n_up = NUM_UPSAMPLINGS[opt.num_upsampling_layers]
     if opt.crop_size % (2 ** n_up):
         raise OptionError(f"--crop_size {opt.crop_size} must be a multiple of {2 ** n_up} "
                           f"for --num_upsampling_layers {opt.num_upsampling_layers}.")

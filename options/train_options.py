@@ -2,10 +2,19 @@
 
 import os
 
+from models.progressive import STRATEGIES
 from options import base_options as base
+from options import presets
+
+DEFAULT_INCEPTION_WEIGHTS = os.path.join("pretrained", "pt_inception-2015-12-05-6726825d.pth")
 
 
 def add_training_options(parser):
+    g = parser.add_argument_group("recipe")
+    g.add_argument("--preset", default=None, metavar="NAME",
+                   help="take option defaults from options/presets/NAME.json (or a .json path); flags given on "
+                        f"the command line override them. Shipped presets: {', '.join(presets.available())}")
+
     g = parser.add_argument_group("optimisation")
     g.add_argument("--niter", type=base.non_negative_int, default=50, help="epochs at the initial learning rate")
     g.add_argument("--niter_decay", type=base.non_negative_int, default=0,
@@ -13,21 +22,51 @@ def add_training_options(parser):
     g.add_argument("--lr", type=base.positive_float, default=0.0002, help="initial Adam learning rate")
     g.add_argument("--beta1", type=float, default=0.0, help="Adam beta1")
     g.add_argument("--beta2", type=float, default=0.9, help="Adam beta2")
-    g.add_argument("--no_TTUR", action="store_true",
+    g.add_argument("--no_TTUR", **base.SWITCH,
                    help="same learning rate for G and D (default TTUR: G uses lr/2, D uses lr*2)")
-    g.add_argument("--continue_train", action="store_true",
+    g.add_argument("--continue_train", **base.SWITCH,
                    help="resume from --which_epoch (default latest): networks, optimisers, epoch, iteration, RNG")
     g.add_argument("--load_size", type=base.positive_int, default=None,
                    help="scale photos to this width before the random crop of --crop_size (default: crop_size, "
                         "i.e. no crop)")
-    g.add_argument("--no_flip", action="store_true", help="do not flip training pairs horizontally")
+    g.add_argument("--no_flip", **base.SWITCH, help="do not flip training pairs horizontally")
+
+    g.add_argument("--init_from", default=None, metavar="TAG",
+                   help="start from the networks of checkpoint TAG of this experiment (or EXPERIMENT_DIR/TAG of "
+                        "another one) with fresh optimisers, at the epoch after TAG; parameters the options add "
+                        "(e.g. --use_seg_noise) are reported and start at their initial values. Used to go from "
+                        "pre-training to fine-tuning")
+    g.add_argument("--phase_name", default="train",
+                   help="name of this training phase, recorded in checkpoints (train.py uses pretrain/finetune)")
+
+    g = parser.add_argument_group("progressive pre-training")
+    g.add_argument("--pg_niter", type=base.non_negative_int, default=0,
+                   help="epochs of progressive-size pre-training (0 = off): the output grows through --num_D "
+                        "resolution levels, from the full size / 2**(num_D-1) to the full size, one "
+                        "sub-discriminator per level; the full size alone is trained from epoch pg_niter+1")
+    g.add_argument("--pg_strategy", choices=STRATEGIES, default="fade",
+                   help="fade: each growth period trains the current level for its first half and fades the "
+                        "next level in over the second half; jump: the next level starts at full weight")
+
+    g = parser.add_argument_group("fine-tuning augmentations")
+    g.add_argument("--diff_aug", default="",
+                   help="differentiable augmentation of the discriminator's input, comma-separated ops from "
+                        "color, crop, translation, cutout (e.g. 'color,crop,translation'); the same random "
+                        "parameters for the fake and the real image of a pair, geometric ops also move the label map")
+    g.add_argument("--inception_loss", **base.SWITCH,
+                   help="add a perceptual loss on InceptionV3 features (pool_1, pool_2, Mixed_6e, pool_3); "
+                        "needs --inception_weights")
+    g.add_argument("--lambda_inception", type=float, default=1.0, help="weight of the Inception perceptual loss")
+    g.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
+                   help="InceptionV3 weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or torchvision's "
+                        "inception_v3_google-*.pth) state dict")
 
     g = parser.add_argument_group("losses")
     g.add_argument("--gan_mode", choices=("hinge", "ls", "original"), default="hinge", help="adversarial loss")
     g.add_argument("--lambda_feat", type=float, default=10.0, help="weight of the discriminator feature-matching loss")
-    g.add_argument("--no_ganFeat_loss", action="store_true", help="disable the feature-matching loss")
+    g.add_argument("--no_ganFeat_loss", **base.SWITCH, help="disable the feature-matching loss")
     g.add_argument("--lambda_vgg", type=float, default=10.0, help="weight of the VGG19 perceptual loss")
-    g.add_argument("--no_vgg_loss", action="store_true", help="disable the VGG19 perceptual loss")
+    g.add_argument("--no_vgg_loss", **base.SWITCH, help="disable the VGG19 perceptual loss")
     g.add_argument("--vgg_weights", default=os.path.join("pretrained", "vgg19-dcbb9e9d.pth"),
                    help="VGG19 weights: torchvision's vgg19-dcbb9e9d.pth state dict or a Jittor .pkl of it")
     g.add_argument("--lambda_l1", type=float, default=0.0,
@@ -52,6 +91,9 @@ def build_parser(description=None):
 def parse(argv=None, description=None):
     """Parse and validate training options; returns (opt, parser)."""
     parser = build_parser(description)
+    preset = presets.requested(argv)
+    if preset is not None:
+        parser.set_defaults(**presets.load(preset, parser))
     opt = parser.parse_args(argv)
     opt.isTrain = True
     if opt.load_size is None:
@@ -59,4 +101,27 @@ def parse(argv=None, description=None):
     if opt.load_size < opt.crop_size:
         raise base.OptionError(f"--load_size {opt.load_size} is smaller than --crop_size {opt.crop_size}.")
     base.validate_architecture(opt)
+    validate_progressive(opt)
     return opt, parser
+
+
+def validate_progressive(opt):
+    if opt.pg_niter == 0:
+        return
+    blocks = base.NUM_UPSAMPLINGS[opt.num_upsampling_layers] - 1
+    if opt.num_D < 2:
+        raise base.OptionError("--pg_niter needs --num_D >= 2: one sub-discriminator per resolution level.")
+    if opt.num_D > blocks:
+        raise base.OptionError(f"--pg_niter with --num_D {opt.num_D}: the lowest level would need an up block "
+                               f"below the {blocks} of --num_upsampling_layers {opt.num_upsampling_layers}; "
+                               f"use --num_D <= {blocks}.")
+
+
+def required_files(opt):
+    """Pretrained-weight files the loss options need: [(path, flag that needs it)]."""
+    needed = []
+    if not opt.no_vgg_loss:
+        needed.append((opt.vgg_weights, "the VGG loss (switch off with --no_vgg_loss)"))
+    if opt.inception_loss:
+        needed.append((opt.inception_weights, "--inception_loss"))
+    return needed

@@ -11,7 +11,9 @@ temporary name; the files of the previous save of the tag are kept as
 ``*.prev`` hard links; then all new files are renamed into place, state
 last, and the ``*.prev`` links are removed. A process killed at any moment
 leaves a complete checkpoint: ``read_training_checkpoint`` takes the new set
-when its digests agree and otherwise the ``*.prev`` set. Pure Python/NumPy.
+when its digests agree and otherwise the ``*.prev`` set. ``write_file`` /
+``read_file`` store a single other object (e.g. the pure-colour dictionary of
+``data.pure_colour``) in the same encoding, atomically. Pure Python/NumPy.
 """
 
 import hashlib
@@ -116,6 +118,13 @@ def _write_temp(final, data):
             os.remove(tmp)
         raise
     return tmp, final
+
+
+def write_file(path, obj):
+    """Write one object in the checkpoint encoding, atomically (temporary file, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp, final = _write_temp(path, encode(obj))
+    os.replace(tmp, final)
 
 
 def read_file(path, what="checkpoint"):

@@ -3,8 +3,14 @@
 Used by test_phase.py (and later by model selection): ``load_generator``
 builds the networks from the options and fills them from a checkpoint;
 ``generate_folder`` writes one image per label map, named after it, at the
-label map's own size. Noise (style code z) for an image depends only on the
-seed and the image's file name, so results do not depend on batch size or order.
+label map's own size. The style code z of an image depends only on the seed
+and the image's file name; seg noise (``--use_seg_noise``) depends on the seed
+and the file names of the batch, so with batch size 1 every output depends only
+on (seed, checkpoint, file name).
+With the optional pure-colour switch (``pure``, a ``data.pure_colour.PureColour``)
+the label map is read again at its own size after the resize back and the
+switch is applied to each image; its photo choice also depends only on
+(seed, file name).
 """
 
 import os
@@ -14,7 +20,7 @@ import jittor as jt
 import numpy as np
 
 from data.datasets import LabelFolderDataset, raise_batch_errors
-from data.image_io import save_image
+from data.image_io import read_label, save_image
 from data.transforms import array_to_image, resize_image
 from models.networks import build_networks, load_state, one_hot
 from options.base_options import experiment_dir, image_height
@@ -34,7 +40,13 @@ def load_generator(opt):
                               f"--which_epoch {tag} ({hint}).")
     nets = build_networks(opt, with_discriminator=False)
     for name, net in nets.items():
-        load_state(net, checkpoint.read_net(folder, tag, name), checkpoint.net_path(folder, tag, name))
+        state = checkpoint.read_net(folder, tag, name)
+        if name == "G" and any(key.startswith("to_rgb_") for key in state):
+            raise CheckpointError(f"{checkpoint.net_path(folder, tag, name)} is from the middle of progressive "
+                                  f"pre-training (it still has the lower-resolution to-RGB heads; its full-size "
+                                  f"output is not trained yet). Use a checkpoint from the end of pre-training "
+                                  f"(--pg_niter) or later.")
+        load_state(net, state, checkpoint.net_path(folder, tag, name))
         net.eval()
     return nets
 
@@ -57,19 +69,28 @@ def output_name(label_name, image_format):
     return os.path.splitext(label_name)[0] + "." + image_format
 
 
-def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", quality=95, progress=None):
-    """Generate an image for every label map in ``input_dir``; returns the written paths."""
+def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", quality=95, progress=None,
+                    pure=None):
+    """Generate an image for every label map in ``input_dir``; returns the written paths.
+
+    ``pure``: an optional ``data.pure_colour.PureColour``, applied to every image at
+    the label map's own size; its ``used`` records the images it changed.
+    """
     dataset = LabelFolderDataset(input_dir, opt.label_nc, opt.crop_size, image_height(opt),
                                  max_size=opt.max_dataset_size, batch_size=opt.batchSize,
                                  num_workers=opt.nThreads)
     os.makedirs(output_dir, exist_ok=True)
     written = []
-    for b, batch in enumerate(dataset):
+    for batch in dataset:
         raise_batch_errors(batch)
-        seed_everything(derive_seed(opt.seed, b))
+        # Seg noise is drawn per batch: from the seed and the batch's file names, so with
+        # --batchSize 1 (the default) every image depends only on (seed, its name).
+        seed_everything(derive_seed(opt.seed, *(zlib.crc32(name.encode()) for name in batch["path"])))
         fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed).numpy()
         for arr, name, size in zip(fake, batch["path"], batch["orig_size"].numpy()):
             rgb = resize_image(array_to_image(arr), tuple(int(s) for s in size))
+            if pure is not None:
+                rgb = pure.apply(rgb, read_label(os.path.join(input_dir, name), opt.label_nc), name, opt.seed)
             path = os.path.join(output_dir, output_name(name, image_format))
             save_image(path, rgb, quality=quality)
             written.append(path)

@@ -42,6 +42,10 @@ class TrainingLog:
             f.write(text + "\n")
         return text
 
+    def note(self, text):
+        with open(self.log_path, "a") as f:
+            f.write(text + "\n")
+
     def save_samples(self, epoch, iteration, grid):
         filename = f"epoch{epoch:03d}_iter{iteration:07d}.jpg"
         save_image(os.path.join(self.image_dir, filename), grid)

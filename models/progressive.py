@@ -1,0 +1,100 @@
+"""The progressive-size schedule of pre-training, and the image resizing that goes with it.
+
+Pre-training grows the output resolution level by level: level 0 is the
+full size divided by 2**(levels-1) (64x48 for 512x384 with 4 levels), the
+last level is the full size. ``ProgressiveSchedule`` maps the training
+position (1-based epoch plus the fraction of that epoch already done) to
+the active ``Stage``: its level, and ``alpha``, the weight of the new
+level's output while it fades in over the upsampled output of the level
+below (1 when no fade is running).
+
+Strategies (``--pg_strategy``), with ``pg_niter`` pre-training epochs split
+evenly between the ``levels - 1`` growths:
+- ``fade``: each growth period first trains the current level alone for
+  half the period, then fades the next level in linearly over the other half.
+- ``jump``: each level trains alone for a whole period; the next one starts
+  at full weight.
+From epoch ``pg_niter + 1`` on, the full resolution is trained alone.
+
+Everything here is pure: the schedule is a function of the position only,
+so a resumed run continues with the same level and alpha.
+"""
+
+from collections import namedtuple
+
+from util.errors import OptionError
+
+STRATEGIES = ("fade", "jump")
+
+Stage = namedtuple("Stage", "level alpha")
+Stage.__doc__ = "Active resolution level (0 = lowest) and the fade-in weight of that level (1 = no fade)."
+
+
+class ProgressiveSchedule:
+    def __init__(self, pg_niter, levels, strategy="fade"):
+        if strategy not in STRATEGIES:
+            raise OptionError(f"--pg_strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}.")
+        if pg_niter > 0 and levels < 2:
+            raise OptionError("progressive pre-training (--pg_niter > 0) needs at least 2 resolution levels "
+                              "(--num_D >= 2: one sub-discriminator per level).")
+        self.pg_niter = pg_niter
+        self.levels = levels
+        self.strategy = strategy
+
+    @property
+    def enabled(self):
+        return self.pg_niter > 0
+
+    @property
+    def last_level(self):
+        return self.levels - 1
+
+    def stage(self, epoch, fraction=0.0):
+        """The Stage at ``fraction`` (0 <= fraction < 1) of the way through 1-based ``epoch``."""
+        t = (epoch - 1) + fraction
+        if not self.enabled or t >= self.pg_niter:
+            return Stage(self.last_level, 1.0)
+        period = self.pg_niter / (self.levels - 1)
+        growth = int(t // period)
+        within = (t - growth * period) / period
+        if self.strategy == "jump" or within < 0.5:
+            return Stage(growth, 1.0)
+        return Stage(growth + 1, min(1.0, (within - 0.5) * 2))
+
+    def finished(self, epoch):
+        """True when ``epoch`` (1-based) trains only the full resolution."""
+        return not self.enabled or epoch - 1 >= self.pg_niter
+
+    def size(self, level, width, height):
+        """(width, height) of ``level`` for a full size of width x height."""
+        factor = 2 ** (self.last_level - level)
+        return width // factor, height // factor
+
+    def describe(self, width, height):
+        """Readable lines: which epochs train which resolution."""
+        if not self.enabled:
+            return [f"no progressive growing: every epoch trains {width}x{height}"]
+        period = self.pg_niter / (self.levels - 1)
+        lines = []
+
+        def span(start, end):
+            first, last = int(start) + 1, int(-(-end // 1))
+            return f"epoch {first}" if first == last else f"epochs {first}-{last}"
+
+        def wxh(level):
+            return "x".join(map(str, self.size(level, width, height)))
+
+        for g in range(self.levels - 1):
+            start = g * period
+            if self.strategy == "jump":
+                lines.append(f"{span(start, start + period)}: {wxh(g)}")
+            else:
+                lines.append(f"{span(start, start + period / 2)}: {wxh(g)}")
+                lines.append(f"{span(start + period / 2, start + period)}: {wxh(g + 1)} fading in over "
+                             f"{wxh(g)}")
+        lines.append(f"from epoch {int(-(-self.pg_niter // 1)) + 1}: {width}x{height}, auxiliary heads removed")
+        return lines
+
+
+def schedule_from_options(opt):
+    return ProgressiveSchedule(opt.pg_niter, opt.num_D, opt.pg_strategy)
