@@ -21,7 +21,7 @@ import os
 import shlex
 import sys
 
-from options import base_options, train_options
+from options import base_options, presets, train_options
 from util import device
 from util.cli import run_main
 from util.errors import CheckpointError, OptionError, WeightsFileError
@@ -45,6 +45,12 @@ def build_parser():
     parser.add_argument("--no_pure_dictionary", **base_options.SWITCH,
                         help="do not build the pure-colour dictionary (only test.py --use_pure needs it)")
     return parser
+
+
+def recipes():
+    """Recipe names: the presets NAME for which NAME_pretrain and NAME_finetune both exist."""
+    names = presets.available()
+    return [n[:-len("_pretrain")] for n in names if n.endswith("_pretrain") and n[:-9] + "_finetune" in names]
 
 
 def parse_phases(text):
@@ -97,8 +103,8 @@ def check_weight_files(opts):
     for phase, opt in opts.items():
         for path, need in train_options.required_files(opt):
             if not os.path.isfile(path):
-                raise WeightsFileError(f"{path}: not found; the {phase} phase needs it for {need}. No phase was "
-                                       f"started.")
+                raise WeightsFileError(f"{path}: not found; the {phase} phase needs it for {need}. Where to get "
+                                       f"it: README, 'Perceptual-loss weights'. No phase was started.")
 
 
 def build_pure_dictionary(opt, folder):
@@ -121,6 +127,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args, common = build_parser().parse_known_args(argv)
     phases = parse_phases(args.phases)
+    if args.recipe not in recipes():
+        raise OptionError(f"--recipe {args.recipe}: no presets {args.recipe}_pretrain.json and "
+                          f"{args.recipe}_finetune.json in {presets.FOLDER}; recipes: {', '.join(recipes())}.")
     # Parse every phase's options first: a typo or a missing weights file fails before any training.
     opts = {phase: train_options.parse(phase_argv(phase, args, common))[0] for phase in PHASES}
     folder = base_options.experiment_dir(opts["pretrain"])

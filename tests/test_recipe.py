@@ -47,6 +47,12 @@ def test_unknown_preset_is_a_clear_error():
         train_options.parse(["--input_path", "x", "--preset", "no_such_recipe"])
 
 
+def test_recipes_are_the_preset_pairs():
+    assert {"apf", "demo"} <= set(recipe.recipes())
+    with pytest.raises(OptionError, match="recipes: "):
+        recipe.main(["--input_path", "x", "--recipe", "nope"])
+
+
 def test_phases_flag():
     assert recipe.parse_phases("finetune,pretrain") == ["pretrain", "finetune"]
     assert recipe.parse_phases("finetune") == ["finetune"]
