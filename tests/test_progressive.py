@@ -564,6 +564,16 @@ def test_pretraining_checkpoint_starts_finetuning(tiny_dataset, pretrained, tmp_
     assert Image.open(out_dir / images[0]).size == (W, H)
 
 
+def test_init_from_a_mid_pretraining_checkpoint_is_refused(tiny_dataset, pretrained, tmp_path):
+    import shutil
+
+    from util.errors import CheckpointError
+    ckpt = str(tmp_path / "ckpt")
+    shutil.copytree(pretrained[0], ckpt)
+    with pytest.raises(CheckpointError, match="middle of progressive pre-training"):
+        phase(tiny_dataset, ckpt, "straight", "--init_from", "1", "--niter", "3", "--use_seg_noise")
+
+
 # ---------------------------------------------------------------------------------------------
 # 9. presets
 # ---------------------------------------------------------------------------------------------
