@@ -95,11 +95,8 @@ def read_init_source(opt, folder, names):
     if "G" not in states:
         raise CheckpointError(f"{checkpoint.net_path(src_folder, tag, 'G')}: --init_from {opt.init_from} has no "
                               f"generator checkpoint.")
-    if any(key.startswith("to_rgb_") for key in states["G"]):
-        raise CheckpointError(f"{checkpoint.net_path(src_folder, tag, 'G')}: --init_from {opt.init_from} is from the "
-                              f"middle of progressive pre-training (the generator still has its lower-resolution "
-                              f"heads); start from the last pre-training epoch (--pg_niter or later), or resume "
-                              f"that run with --continue_train.")
+    from models.networks import check_full_size_generator
+    check_full_size_generator(states["G"], f"--init_from {opt.init_from} ({checkpoint.net_path(src_folder, tag, 'G')})")
     return state["next_epoch"], state.get("total_iters", 0), states, os.path.join(src_folder, f"{tag}_net_*.pkl")
 
 

@@ -574,6 +574,16 @@ def test_init_from_a_mid_pretraining_checkpoint_is_refused(tiny_dataset, pretrai
         phase(tiny_dataset, ckpt, "straight", "--init_from", "1", "--niter", "3", "--use_seg_noise")
 
 
+def test_generation_refuses_a_mid_pretraining_checkpoint(tiny_dataset, pretrained, tmp_path):
+    import test_phase
+
+    from util.errors import CheckpointError
+    with pytest.raises(CheckpointError, match="middle of progressive pre-training"):
+        test_phase.main(["--input_path", os.path.join(tiny_dataset, "test", "labels"), "--output_path",
+                         str(tmp_path / "out"), "--name", "straight", "--checkpoints_dir", pretrained[0],
+                         "--which_epoch", "1", "--nThreads", "0", "--gpu", "off"])
+
+
 # ---------------------------------------------------------------------------------------------
 # 9. presets
 # ---------------------------------------------------------------------------------------------

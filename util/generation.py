@@ -22,7 +22,7 @@ import numpy as np
 from data.datasets import LabelFolderDataset, raise_batch_errors
 from data.image_io import read_label, save_image
 from data.transforms import array_to_image, resize_image
-from models.networks import build_networks, load_state, one_hot
+from models.networks import build_networks, check_full_size_generator, load_state, one_hot
 from options.base_options import experiment_dir, image_height
 from util import checkpoint
 from util.errors import CheckpointError
@@ -41,11 +41,8 @@ def load_generator(opt):
     nets = build_networks(opt, with_discriminator=False)
     for name, net in nets.items():
         state = checkpoint.read_net(folder, tag, name)
-        if name == "G" and any(key.startswith("to_rgb_") for key in state):
-            raise CheckpointError(f"{checkpoint.net_path(folder, tag, name)} is from the middle of progressive "
-                                  f"pre-training (it still has the lower-resolution to-RGB heads; its full-size "
-                                  f"output is not trained yet). Use a checkpoint from the end of pre-training "
-                                  f"(--pg_niter) or later.")
+        if name == "G":
+            check_full_size_generator(state, checkpoint.net_path(folder, tag, name))
         load_state(net, state, checkpoint.net_path(folder, tag, name))
         net.eval()
     return nets
