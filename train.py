@@ -49,8 +49,9 @@ def build_parser():
 
 def recipes():
     """Recipe names: the presets NAME for which NAME_pretrain and NAME_finetune both exist."""
-    names = presets.available()
-    return [n[:-len("_pretrain")] for n in names if n.endswith("_pretrain") and n[:-9] + "_finetune" in names]
+    names = set(presets.available())
+    return sorted(n.removesuffix("_pretrain") for n in names
+                  if n.endswith("_pretrain") and n.removesuffix("_pretrain") + "_finetune" in names)
 
 
 def parse_phases(text):

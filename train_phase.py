@@ -100,16 +100,6 @@ def read_init_source(opt, folder, names):
     return state["next_epoch"], state.get("total_iters", 0), states, os.path.join(src_folder, f"{tag}_net_*.pkl")
 
 
-def stage_text(stage, schedule, opt):
-    """'64x48' or '128x96 fading in over 64x48 (alpha 0.25)'."""
-    crop_h = base_options.image_height(opt)
-    size = "x".join(map(str, schedule.size(stage.level, opt.crop_size, crop_h)))
-    if stage.alpha >= 1:
-        return size
-    lower = "x".join(map(str, schedule.size(stage.level - 1, opt.crop_size, crop_h)))
-    return f"{size} fading in over {lower} (alpha {stage.alpha:.2f})"
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     opt, parser = train_options.parse(argv, description=__doc__)
@@ -128,7 +118,6 @@ def main(argv=None):
 
     from data.datasets import PairedDataset, raise_batch_errors
     from models.networks import network_names
-    from models.progressive import Stage
     from models.trainer import SPADETrainer
     from util import checkpoint, seeding
     from util.visualizer import TrainingLog, sample_grid
@@ -188,6 +177,12 @@ def main(argv=None):
             "optimizers": trainer.optimizer_states(), "rng": seeding.rng_state(), "seed": opt.seed,
             "d_level": trainer.d_level, "phase": opt.phase_name})
 
+    def announce(epoch, i, text, bar):
+        """A schedule event, on the console and in the loss log."""
+        line = f"epoch {epoch}, iteration {i + 1}: {text}"
+        bar.write(line)
+        log.note(line)
+
     shown = None
     with GracefulStop() as stop:
         for epoch in range(start_epoch, total_epochs + 1):
@@ -204,15 +199,12 @@ def main(argv=None):
                 stage = schedule.stage(epoch, i / n_batches) if trainer.progressive else None
                 if stage is not None:
                     if shown is None or (stage.level, stage.alpha < 1) != shown:
-                        bar.write(f"epoch {epoch}, iteration {i + 1}: training {stage_text(stage, schedule, opt)}")
-                        log.note(f"epoch {epoch}, iteration {i + 1}: {stage_text(stage, schedule, opt)}")
+                        announce(epoch, i, f"training {schedule.stage_text(stage, opt.crop_size, crop_h)}", bar)
                         shown = (stage.level, stage.alpha < 1)
                     for level in trainer.enter_stage(stage):
                         k = trainer.nets["D"].num_D - 1 - level
-                        text = (f"discriminator scale {k} ({stage_text(Stage(level, 1.0), schedule, opt)}) "
-                                f"initialised from scale {k + 1}")
-                        bar.write(text)
-                        log.note(f"epoch {epoch}, iteration {i + 1}: {text}")
+                        size = schedule.size_text(level, opt.crop_size, crop_h)
+                        announce(epoch, i, f"discriminator scale {k} ({size}) initialised from scale {k + 1}", bar)
                 seeding.seed_everything(seeding.derive_seed(opt.seed, epoch, i))
                 label, real = batch["label"], batch["image"]
                 g_losses, fake = trainer.generator_step(label, real, stage)

@@ -59,7 +59,7 @@ class MultiscaleDiscriminator(nn.Module):
         x = jt.concat([seg, image], dim=1)
         results = []
         for i in range(first_scale, self.num_D):
-            results.append(getattr(self, f"discriminator_{i}")(x))
+            results.append(self.scale(i)(x))
             if i + 1 < self.num_D:
                 x = avg_pool_exclude_pad(x)
         return results

@@ -70,6 +70,16 @@ class ProgressiveSchedule:
         factor = 2 ** (self.last_level - level)
         return width // factor, height // factor
 
+    def size_text(self, level, width, height):
+        return "x".join(map(str, self.size(level, width, height)))
+
+    def stage_text(self, stage, width, height):
+        """'64x48', or '128x96 fading in over 64x48 (alpha 0.25)' during a fade."""
+        if stage.alpha >= 1:
+            return self.size_text(stage.level, width, height)
+        return (f"{self.size_text(stage.level, width, height)} fading in over "
+                f"{self.size_text(stage.level - 1, width, height)} (alpha {stage.alpha:.2f})")
+
     def describe(self, width, height):
         """Readable lines: which epochs train which resolution."""
         if not self.enabled:
@@ -82,7 +92,7 @@ class ProgressiveSchedule:
             return f"epoch {first}" if first == last else f"epochs {first}-{last}"
 
         def wxh(level):
-            return "x".join(map(str, self.size(level, width, height)))
+            return self.size_text(level, width, height)
 
         for g in range(self.levels - 1):
             start = g * period

@@ -16,7 +16,9 @@ import numpy as np
 from jittor import nn
 
 from models import loss as losses
+from models.diff_augment import diff_augment, parse_policy
 from models.encoder import kld_loss, reparameterize
+from models.inception import InceptionLoss
 from models.networks import build_networks, load_state, one_hot
 from models.normalization import resize_label
 from models.progressive import schedule_from_options
@@ -73,14 +75,8 @@ class SPADETrainer:
         self.d_level = 0 if progressive else self.schedule.last_level
         self.growths = []
         self.vgg_loss = None if opt.no_vgg_loss else losses.VGGLoss(opt.vgg_weights)
-        self.inception_loss = None
-        if opt.inception_loss:
-            from models.inception import InceptionLoss
-            self.inception_loss = InceptionLoss(opt.inception_weights)
-        self.augment_policy = ()
-        if opt.diff_aug:
-            from models.diff_augment import parse_policy
-            self.augment_policy = parse_policy(opt.diff_aug)
+        self.inception_loss = InceptionLoss(opt.inception_weights) if opt.inception_loss else None
+        self.augment_policy = parse_policy(opt.diff_aug)
         g_params = []
         for name in ("G", "E", "Es"):
             if name in self.nets:
@@ -157,7 +153,6 @@ class SPADETrainer:
     def discriminate(self, seg, fake, real, stage=None):
         """Run D once on fake and real stacked along the batch; returns (pred_fake, pred_real)."""
         if self.augment_policy:
-            from models.diff_augment import diff_augment
             fake, real, seg = diff_augment(fake, real, seg, self.augment_policy)
         preds = self.nets["D"](jt.concat([seg, seg], dim=0), jt.concat([fake, real], dim=0),
                                first_scale=self.first_scale(stage))
