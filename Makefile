@@ -1,4 +1,4 @@
-# make demo  - create .venv, install requirements, run the CPU demo (about 16 min cold, 9 min warm)
+# make demo  - create .venv, install requirements, run the CPU demo (about 16-24 min cold, 9 min warm)
 # make test  - create .venv if needed, run the test suite
 # make clean - remove demo results (keeps .venv and checkpoints)
 
