@@ -1,13 +1,131 @@
-"""Generate the test set: the project's main generation command.
+"""Generate the test set: several seeded runs, keep the one with the best FID.
 
-    python test.py --input_path LABEL_DIR --output_path OUT --name NAME [options]
+    python test.py --input_path LABEL_DIR --output_path OUT --name NAME [--which_epoch E] [--n_runs 20]
 
-At present this runs a single seeded generation and takes exactly the options
-of test_phase.py (see `python test_phase.py --help`).
+Runs generation --n_runs times with seeds derived from --seed (the first run
+uses --seed itself, so --n_runs 1 gives exactly test_phase.py's images),
+measures the FID of each run's images against the training photos
+(--img_path, default: the imgs/ folder of the training data the experiment
+was trained on, from its opt.json) and keeps the best run's images in
+OUT, one per label map, named after it. A JSON report (seed and FID of every
+run, the best one) is written to --report (default
+CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json) after every run.
+
+The FID needs pytorch-fid's Inception weights (--inception_weights); without
+them test.py makes a single run with --seed and says so. The statistics of
+the training photos are cached in CHECKPOINTS_DIR/NAME/fid_stats/.
+test_phase.py is the single-run command; every generation flag of it works here.
 """
 
-import test_phase
+import json
+import os
+import shutil
+import sys
+
+from options import test_options
+from options.base_options import explicit_flags, positive_int
+from options.train_options import DEFAULT_INCEPTION_WEIGHTS
+from util import device
 from util.cli import run_main
+from util.errors import DatasetError, WeightsFileError
+
+
+def add_selection_options(parser):
+    g = parser.add_argument_group("seed selection by FID")
+    g.add_argument("--n_runs", type=positive_int, default=20,
+                   help="generation runs, each with its own seed; the run with the lowest FID is kept")
+    g.add_argument("--img_path", default=None, metavar="DIR",
+                   help="training photos, the FID reference (default: the imgs/ folder of the --input_path the "
+                        "experiment was trained with, read from its opt.json)")
+    g.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
+                   help="pytorch-fid's FID Inception weights; without them a single run is made")
+    g.add_argument("--fid_batch_size", type=positive_int, default=50, help="images per Inception batch")
+    g.add_argument("--report", default=None, metavar="FILE",
+                   help="JSON report of the runs (default: CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json)")
+
+
+def reference_photos(opt, folder):
+    """--img_path, or the imgs/ folder of the training data saved in the experiment's opt.json."""
+    if opt.img_path:
+        return opt.img_path
+    from options.base_options import load_saved_options
+    saved = load_saved_options(folder) or {}
+    train_root = saved.get("input_path")
+    if not train_root:
+        raise DatasetError(f"{folder}/opt.json does not name the training data; pass --img_path DIR (the "
+                           f"training photos, the FID reference).")
+    photos = os.path.join(train_root, "imgs")
+    if not os.path.isdir(photos):
+        raise DatasetError(f"{photos}: the training photos of this experiment (from {folder}/opt.json) are not "
+                           f"there; pass --img_path DIR.")
+    return photos
+
+
+def move_images(src, dst):
+    """Move the generated images of ``src`` into ``dst`` (same names are replaced); removes ``src``."""
+    os.makedirs(dst, exist_ok=True)
+    for name in sorted(os.listdir(src)):
+        os.replace(os.path.join(src, name), os.path.join(dst, name))
+    shutil.rmtree(src, ignore_errors=True)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = test_options.build_parser(__doc__, add_selection_options)
+    opt, _, notes = test_options.parse(argv, parser=parser)
+    folder = os.path.join(opt.checkpoints_dir, opt.name)
+    report_path = opt.report or os.path.join(folder, f"test_report_{opt.which_epoch}.json")
+    if not os.path.isfile(opt.inception_weights):
+        from util.fid_stats import fid_weights_missing
+        if "inception_weights" in explicit_flags(parser, argv):
+            raise WeightsFileError(fid_weights_missing(opt.inception_weights))
+        print(f"FID seed selection is off: {fid_weights_missing(opt.inception_weights)} "
+              f"Making a single run with --seed {opt.seed}.")
+        import test_phase
+        return test_phase.generate(opt, notes)
+    photos = reference_photos(opt, folder)
+    use_cuda = device.setup(opt.gpu)
+
+    from data.pure_colour import from_options
+    from util import checkpoint, fid_stats
+    from util.generation import load_generator
+    from util.selection import generate_and_score, run_seeds
+
+    for note in notes:
+        print(note)
+    pure = from_options(opt)
+    extractor = fid_stats.load_extractor(opt.inception_weights, opt.fid_batch_size)
+    reference, where = fid_stats.reference_statistics(extractor, photos, os.path.join(folder, "fid_stats"))
+    print(where)
+    nets = load_generator(opt)
+    seeds = run_seeds(opt.seed, opt.n_runs)
+    print(f"{opt.n_runs} runs with {opt.name} (checkpoint {opt.which_epoch}) on {'GPU' if use_cuda else 'CPU'}, "
+          f"seeds {', '.join(map(str, seeds[:4]))}{' ...' if len(seeds) > 4 else ''}; best kept in {opt.output_path}")
+    out = os.path.normpath(opt.output_path)
+    run_dir, best_dir = out + ".run_tmp", out + ".best_tmp"
+    shutil.rmtree(best_dir, ignore_errors=True)
+    runs, best = [], None
+    for index, seed in enumerate(seeds):
+        opt.seed = seed
+        fid = generate_and_score(nets, opt, opt.input_path, run_dir, extractor, reference, pure=pure,
+                                 desc=f"run {index + 1}/{len(seeds)}")
+        runs.append({"run": index, "seed": seed, "fid": fid})
+        if best is None or fid < best["fid"]:
+            best = runs[-1]
+            shutil.rmtree(best_dir, ignore_errors=True)
+            os.replace(run_dir, best_dir)
+        print(f"run {index + 1}/{len(seeds)}: seed {seed}  FID {fid:.3f}  (best {best['fid']:.3f}, seed {best['seed']})")
+        checkpoint.write_text(report_path, json.dumps(
+            {"name": opt.name, "which_epoch": opt.which_epoch, "labels": os.path.abspath(opt.input_path),
+             "reference": os.path.abspath(photos), "reference_count": reference.count,
+             "output_path": os.path.abspath(opt.output_path), "runs": runs, "best": best,
+             "finished": index + 1 == len(seeds)}, indent=1))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    move_images(best_dir, opt.output_path)
+    print(f"kept run {best['run'] + 1} (seed {best['seed']}, FID {best['fid']:.3f}) in {opt.output_path}; "
+          f"report: {report_path}")
+    return 0
+
 
 if __name__ == "__main__":
-    run_main(test_phase.main)
+    run_main(main)

@@ -22,22 +22,23 @@ from util.cli import run_main
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     opt, _, notes = test_options.parse(argv, description=__doc__)
+    return generate(opt, notes)
+
+
+def generate(opt, notes=()):
+    """One seeded generation run with parsed generation options (also test.py's fallback)."""
     use_cuda = device.setup(opt.gpu)
 
     from tqdm import tqdm
 
     from data.folders import test_labels
+    from data.pure_colour import from_options
     from util.generation import generate_folder, load_generator
 
     for note in notes:
         print(note)
     total = len(test_labels(opt.input_path, opt.max_dataset_size))
-    pure = None
-    if opt.use_pure:  # a missing or bad dictionary stops here, before any generation
-        from data.pure_colour import PureColour, describe, load_dictionary
-        pure = PureColour(load_dictionary(opt.pure_dictionary), opt.pure_threshold)
-        print(f"pure-colour dictionary {opt.pure_dictionary}: {describe(pure.dictionary)}; used where one "
-              f"class covers more than {opt.pure_threshold * 100:g}% of a label map")
+    pure = from_options(opt)  # a missing or bad dictionary stops here, before any generation
     nets = load_generator(opt)
     print(f"generating {total} images with {opt.name} (checkpoint {opt.which_epoch}) on "
           f"{'GPU' if use_cuda else 'CPU'} -> {opt.output_path}")

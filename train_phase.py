@@ -95,8 +95,8 @@ def read_init_source(opt, folder, names):
     if "G" not in states:
         raise CheckpointError(f"{checkpoint.net_path(src_folder, tag, 'G')}: --init_from {opt.init_from} has no "
                               f"generator checkpoint.")
-    from models.networks import check_full_size_generator
-    check_full_size_generator(states["G"], f"--init_from {opt.init_from} ({checkpoint.net_path(src_folder, tag, 'G')})")
+    checkpoint.check_full_size_generator(states["G"], f"--init_from {opt.init_from} "
+                                                      f"({checkpoint.net_path(src_folder, tag, 'G')})")
     return state["next_epoch"], state.get("total_iters", 0), states, os.path.join(src_folder, f"{tag}_net_*.pkl")
 
 

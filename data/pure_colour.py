@@ -210,6 +210,19 @@ class PureColour:
         return image
 
 
+def from_options(opt):
+    """The ``PureColour`` switch of generation options (``--use_pure``), or None when off.
+
+    A missing or bad dictionary raises here, before anything is generated.
+    """
+    if not opt.use_pure:
+        return None
+    pure = PureColour(load_dictionary(opt.pure_dictionary), opt.pure_threshold)
+    print(f"pure-colour dictionary {opt.pure_dictionary}: {describe(pure.dictionary)}; used where one "
+          f"class covers more than {opt.pure_threshold * 100:g}% of a label map")
+    return pure
+
+
 def describe(dictionary):
     """'N photos of K classes (sky 8, sea 3)' for messages."""
     parts = [f"{class_name(c)} {len(a)}" for c, a in sorted(dictionary.items())]

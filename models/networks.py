@@ -59,21 +59,15 @@ def build_networks(opt, with_discriminator, progressive_levels=1):
     return nets
 
 
-def check_full_size_generator(state, source):
-    """Refuse a generator state dict that still has progressive to-RGB heads (a checkpoint from the
-    middle of pre-training, whose full-size output is not trained yet)."""
-    from util.errors import CheckpointError
-    if any(key.startswith("to_rgb_") for key in state):
-        raise CheckpointError(f"{source} is from the middle of progressive pre-training (the generator still has "
-                              f"its lower-resolution to-RGB heads; its full-size output is not trained yet). Use a "
-                              f"checkpoint from the last pre-training epoch (--pg_niter) or later, or resume that "
-                              f"run with --continue_train.")
-
-
 def one_hot(label, num_classes):
     """[N, H, W] integer class ids -> [N, C, H, W] float32 one-hot."""
     classes = jt.arange(num_classes).reshape(1, num_classes, 1, 1)
     return (label.unsqueeze(1).int32() == classes).float32()
+
+
+def is_seg_noise(key):
+    """Seg-noise parameters: zero when built, so a checkpoint without them means 'no seg noise'."""
+    return "seg_noise_var" in key
 
 
 def load_state(net, state, source, may_be_new=None):

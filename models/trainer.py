@@ -19,7 +19,7 @@ from models import loss as losses
 from models.diff_augment import diff_augment, parse_policy
 from models.encoder import kld_loss, reparameterize
 from models.inception import InceptionLoss
-from models.networks import build_networks, load_state, one_hot
+from models.networks import build_networks, is_seg_noise, load_state, one_hot
 from models.normalization import resize_label
 from models.progressive import schedule_from_options
 from util.errors import CheckpointError, TrainingDivergedError
@@ -56,10 +56,6 @@ def drop_from_optimizer(optimizer, params):
         for key in ("params", "grads", "m", "values"):
             if key in group:
                 group[key] = [group[key][i] for i in keep]
-
-
-def is_seg_noise(key):
-    return "seg_noise_var" in key
 
 
 class SPADETrainer:

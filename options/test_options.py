@@ -25,16 +25,17 @@ def add_generation_options(parser):
                    help="fraction of the pixels one class must exceed for --use_pure to apply (0 <= t < 1)")
 
 
-def build_parser(description=None):
-    return base.build_parser(description, add_generation_options)
+def build_parser(description=None, *component_groups):
+    return base.build_parser(description, add_generation_options, *component_groups)
 
 
-def parse(argv=None, description=None):
+def parse(argv=None, description=None, parser=None):
     """Parse generation options and take the architecture from the experiment folder.
 
+    ``parser`` (default: ``build_parser(description)``) may carry a script's own groups.
     Returns (opt, parser, notes) where notes lists what was taken from opt.json.
     """
-    parser = build_parser(description)
+    parser = parser or build_parser(description)
     opt = parser.parse_args(argv)
     opt.isTrain = False
     if not 1 <= opt.jpeg_quality <= 100:

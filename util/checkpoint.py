@@ -13,7 +13,8 @@ last, and the ``*.prev`` links are removed. A process killed at any moment
 leaves a complete checkpoint: ``read_training_checkpoint`` takes the new set
 when its digests agree and otherwise the ``*.prev`` set. ``write_file`` /
 ``read_file`` store a single other object (e.g. the pure-colour dictionary of
-``data.pure_colour``) in the same encoding, atomically. Pure Python/NumPy.
+``data.pure_colour``) in the same encoding, atomically; ``write_text`` writes
+a report or table atomically. Pure Python/NumPy.
 """
 
 import hashlib
@@ -127,6 +128,13 @@ def write_file(path, obj):
     os.replace(tmp, final)
 
 
+def write_text(path, text):
+    """Write a text file (a report, a table) atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp, final = _write_temp(path, text.encode())
+    os.replace(tmp, final)
+
+
 def read_file(path, what="checkpoint"):
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: {what} file not found.")
@@ -176,6 +184,19 @@ def read_training_checkpoint(folder, tag, nets):
     for name in nets:
         states[name] = read_file(net_path(folder, tag, name) + suffix, f"network {name}")
     return state, states, bool(suffix)
+
+
+PROGRESSIVE_HEAD_PREFIX = "to_rgb_"
+
+
+def check_full_size_generator(state, source):
+    """Refuse a generator state dict that still has progressive to-RGB heads (a checkpoint from the
+    middle of pre-training, whose full-size output is not trained yet)."""
+    if any(str(key).startswith(PROGRESSIVE_HEAD_PREFIX) for key in state):
+        raise CheckpointError(f"{source} is from the middle of progressive pre-training (the generator still has "
+                              f"its lower-resolution to-RGB heads; its full-size output is not trained yet). Use a "
+                              f"checkpoint from the last pre-training epoch (--pg_niter) or later, or resume that "
+                              f"run with --continue_train.")
 
 
 def available_tags(folder):

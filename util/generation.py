@@ -22,7 +22,7 @@ import numpy as np
 from data.datasets import LabelFolderDataset, raise_batch_errors
 from data.image_io import read_label, save_image
 from data.transforms import array_to_image, resize_image
-from models.networks import build_networks, check_full_size_generator, load_state, one_hot
+from models.networks import build_networks, is_seg_noise, load_state, one_hot
 from options.base_options import experiment_dir, image_height
 from util import checkpoint
 from util.errors import CheckpointError
@@ -30,7 +30,12 @@ from util.seeding import derive_seed, seed_everything
 
 
 def load_generator(opt):
-    """Networks needed for generation (G, and E with --encode_mask), in eval mode."""
+    """Networks needed for generation (G, and E with --encode_mask), in eval mode.
+
+    Checkpoints saved before seg noise was switched on (pre-training epochs of
+    a recipe whose fine-tuning adds it) load too: their seg-noise parameters
+    stay zero, so they generate exactly as they were trained.
+    """
     folder = experiment_dir(opt)
     tag = str(opt.which_epoch)
     if not os.path.isfile(checkpoint.net_path(folder, tag, "G")):
@@ -42,8 +47,10 @@ def load_generator(opt):
     for name, net in nets.items():
         state = checkpoint.read_net(folder, tag, name)
         if name == "G":
-            check_full_size_generator(state, checkpoint.net_path(folder, tag, name))
-        load_state(net, state, checkpoint.net_path(folder, tag, name))
+            checkpoint.check_full_size_generator(state, checkpoint.net_path(folder, tag, name))
+        # a checkpoint from before seg noise was switched on (pre-training) lacks its zero-initialised
+        # parameters: it generates as trained, without noise
+        load_state(net, state, checkpoint.net_path(folder, tag, name), may_be_new=is_seg_noise)
         net.eval()
     return nets
 

@@ -1,0 +1,207 @@
+"""FID: parity with pytorch-fid, batching, and the reference-statistics cache.
+
+The reference values in tests/data/fid_reference.npz were made with
+pytorch-fid by tests/data/make_fid_reference.py from the same image files
+(rebuilt here from NumPy seeds) and the same random Inception weights.
+"""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from util import fid_stats
+from util.errors import WeightsFileError
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+_spec = importlib.util.spec_from_file_location("make_fid_reference", os.path.join(DATA, "make_fid_reference.py"))
+ref = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ref)  # NumPy-only at import time
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with np.load(ref.FID_REFERENCE) as f:
+        return dict(f)
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    from torch_format import save_torch_state_dict
+    state = ref.random_fid_state()
+    state.update({k: np.array(0, np.int64) for k in ref.manifests.load_manifest(ref.manifests.FID_MANIFEST)
+                  if k.endswith("num_batches_tracked")})
+    path = str(tmp_path_factory.mktemp("fidweights") / "pt_inception-random.pth")
+    save_torch_state_dict(path, state)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_sets(tmp_path_factory):
+    return ref.write_image_sets(str(tmp_path_factory.mktemp("fidimages")))
+
+
+@pytest.fixture(scope="module")
+def extractor(weights_file):
+    return fid_stats.load_extractor(weights_file, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def our_features(extractor, image_sets):
+    return {name: fid_stats.folder_features(extractor, fid_stats.image_files(folder))
+            for name, folder in image_sets.items()}
+
+
+@pytest.mark.parametrize("case", ["full_rank", "singular"])
+def test_frechet_distance_equals_pytorch_fid(reference, case):
+    mu1, s1, mu2, s2 = ref.frechet_cases()[case]
+    got = fid_stats.frechet_distance(fid_stats.Statistics(mu1, s1, 2), fid_stats.Statistics(mu2, s2, 2))
+    assert got == pytest.approx(float(reference[f"case:{case}"]), rel=1e-9)
+
+
+def test_features_match_pytorch_fid(our_features, reference):
+    for name, got in our_features.items():
+        want = reference[f"{name}:features"]
+        assert got.shape == want.shape == (len(ref.IMAGE_SETS[name]), 2048)
+        assert got.dtype == np.float64
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err < 1e-3, f"{name}: max error {err:.2e} of the largest feature"
+        assert np.abs(want - want.mean(0)).max() > 1e-2 * np.abs(want).max()  # images really differ
+
+
+def test_fid_matches_pytorch_fid_within_a_tenth_of_a_percent(our_features, reference):
+    a, b = (fid_stats.statistics_of(our_features[n]) for n in ("set_a", "set_b"))
+    assert (a.count, b.count) == (6, 7)
+    assert fid_stats.frechet_distance(a, b) == pytest.approx(float(reference["fid_ab"]), rel=1e-3)
+    assert fid_stats.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6 * float(reference["fid_ab"]))
+
+
+def test_statistics_are_pytorch_fids():
+    x = np.random.RandomState(0).normal(size=(9, 5)).astype(np.float32)
+    stats = fid_stats.statistics_of(x)
+    assert stats.mu.dtype == np.float64 and stats.count == 9
+    np.testing.assert_allclose(stats.mu, x.astype(np.float64).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.sigma, np.cov(x.astype(np.float64), rowvar=False), rtol=1e-12)
+    with pytest.raises(fid_stats.FIDError, match="at least 2 images"):
+        fid_stats.statistics_of(x[:1])
+
+
+def test_imaginary_square_root_is_refused():
+    bad = fid_stats.Statistics(np.zeros(2), np.diag([1.0, -4.0]), 3)
+    good = fid_stats.Statistics(np.zeros(2), np.eye(2), 3)
+    with pytest.raises(fid_stats.FIDError, match="imaginary component"):
+        fid_stats.frechet_distance(bad, good)
+
+
+def test_network_input_is_pytorch_fids_to_tensor_then_normalise():
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 14
+    x = fid_stats.to_network_input([image])
+    want = (image.astype(np.float32) / np.float32(255)) * 2 - 1
+    assert x.shape == (1, 3, 2, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0], want.transpose(2, 0, 1))
+
+
+class FakeNetwork:
+    """Stands in for InceptionV3: pool_3 = the image's mean of each channel, repeated; counts batches."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, x):
+        import jittor as jt
+        arr = x.numpy()
+        self.batches.append(arr.shape)
+        feat = np.tile(arr.mean(axis=(2, 3)), (1, 2048 // 3 + 1))[:, :2048]
+        return {"pool_3": jt.array(feat.reshape(len(arr), 2048, 1, 1))}
+
+
+def test_batches_keep_order_pad_the_last_batch_and_split_at_size_changes():
+    rs = np.random.RandomState(0)
+    images = [rs.randint(0, 255, (8, 10, 3), dtype=np.uint8) for _ in range(5)]
+    images += [rs.randint(0, 255, (6, 6, 3), dtype=np.uint8) for _ in range(2)]
+    net = FakeNetwork()
+    feats = fid_stats.FeatureExtractor(net, "unused", batch_size=3).features(iter(images), total=len(images))
+    assert feats.shape == (7, 2048)
+    want = [fid_stats.to_network_input([im])[0].mean(axis=(1, 2)) for im in images]
+    np.testing.assert_allclose(feats[:, :3], np.array(want), rtol=1e-5)
+    # every batch has the full size (padded), a size change flushes a batch: 3 + (2+pad) | (2+pad)
+    assert net.batches == [(3, 3, 8, 10), (3, 3, 8, 10), (3, 3, 6, 6)]
+    small = FakeNetwork()
+    fid_stats.FeatureExtractor(small, "unused", batch_size=50).features(iter(images[:2]), total=2)
+    assert small.batches == [(2, 3, 8, 10)]  # a small set is not padded to a full batch
+
+
+class CountingExtractor:
+    """A FeatureExtractor stand-in: features = per-channel means (NumPy); counts the images it sees."""
+
+    def __init__(self, digest="w1"):
+        self.weights_digest = digest
+        self.seen = 0
+
+    def features(self, images, total=None, progress=None):
+        out = []
+        for im in images:
+            self.seen += 1
+            out.append(np.resize(np.asarray(im, np.float64).mean(axis=(0, 1)), 2048))
+        return np.array(out)
+
+
+def _write(folder, name, value, size=(8, 6)):
+    from data.image_io import save_image
+    image = np.full((size[1], size[0], 3), value, np.uint8)
+    image[0, 0] = (value * 7) % 256
+    save_image(os.path.join(folder, name), image)
+
+
+def test_reference_statistics_are_cached_and_recomputed_when_anything_changes(tmp_path):
+    folder, cache = str(tmp_path / "train"), str(tmp_path / "cache")
+    os.makedirs(folder)
+    for i in range(3):
+        _write(folder, f"{i}.png", 40 * i + 10)
+    ext = CountingExtractor()
+    first, where = fid_stats.reference_statistics(ext, folder, cache)
+    assert ext.seen == 3 and "computed" in where and first.count == 3
+    again, where = fid_stats.reference_statistics(ext, folder, cache)
+    assert ext.seen == 3 and "cached" in where and "computed" not in where
+    np.testing.assert_array_equal(again.sigma, first.sigma)
+
+    _write(folder, "3.png", 200)  # a new file
+    fid_stats.reference_statistics(ext, folder, cache)
+    assert ext.seen == 7
+    os.utime(os.path.join(folder, "0.png"), ns=(1, 1))  # a changed file (same name and size)
+    fid_stats.reference_statistics(ext, folder, cache)
+    assert ext.seen == 11
+    fid_stats.reference_statistics(ext, folder, cache, resize_to=(4, 3))  # another resolution
+    assert ext.seen == 15
+    fid_stats.reference_statistics(CountingExtractor("w2"), folder, cache)  # other weights
+    fid_stats.reference_statistics(ext, folder, cache)  # the first key is still there
+    assert ext.seen == 15
+    os.remove(os.path.join(folder, "3.png"))  # a removed file
+    fid_stats.reference_statistics(ext, folder, cache)
+    assert ext.seen == 18
+
+
+def test_resize_to_changes_the_images_fed_to_the_network(tmp_path):
+    folder = str(tmp_path)
+    _write(folder, "a.png", 90, size=(16, 12))
+    assert fid_stats.load_image(os.path.join(folder, "a.png"), (8, 6)).shape == (6, 8, 3)
+    assert fid_stats.parse_size("512x384") == (512, 384) and fid_stats.parse_size(None) is None
+    with pytest.raises(fid_stats.UserError, match="WIDTHxHEIGHT"):
+        fid_stats.parse_size("512")
+
+
+def test_missing_weights_say_where_to_get_them(tmp_path):
+    path = str(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
+    with pytest.raises(WeightsFileError) as err:
+        fid_stats.load_extractor(path)
+    assert path in str(err.value) and "pytorch-fid" in str(err.value) and "--inception_weights" in str(err.value)
+
+
+def test_torchvision_weights_are_refused_for_fid(tmp_path):
+    from torch_format import save_torch_state_dict
+    manifest = ref.manifests.load_manifest(ref.manifests.TV_MANIFEST)
+    path = str(tmp_path / "inception_v3_google.pth")
+    save_torch_state_dict(path, ref.manifests.random_inception_state(manifest))
+    with pytest.raises(WeightsFileError, match="torchvision"):
+        fid_stats.load_extractor(path)

@@ -1,0 +1,254 @@
+"""Average the generation networks of several checkpoints of one experiment (weight averaging).
+
+    python util/merge_ckpt.py CKPT_DIR 273 299 [more tags ...] [--out TAG] [--nets G,E] [--force]
+
+CKPT_DIR is the experiment folder (CHECKPOINTS_DIR/NAME, holding {tag}_net_G.pkl).
+The result is written as a new tag, avg_<tags joined by _> unless --out is
+given (e.g. avg_273_299_net_G.pkl, and avg_273_299_net_E.pkl when the
+checkpoints have a mask encoder E), and is used like any other checkpoint:
+
+    python test_phase.py --name NAME --which_epoch avg_273_299 --input_path LABELS --output_path OUT
+
+Only the networks used for generation are averaged: G and E. The
+discriminator D and the training-only style encoder Es are not needed to
+generate and are not merged; no training state is written, so an averaged tag
+cannot be resumed from.
+
+How each entry of a state dict is merged:
+  * floating-point arrays (weights, biases, BatchNorm running mean/var,
+    seg-noise convolutions): arithmetic mean over the checkpoints, computed in
+    float64 and stored as float32;
+  * spectral-norm layers (<prefix>.weight_orig / .weight_u / .weight_v):
+    weight_orig is averaged like any weight; u and v are then re-estimated for
+    the averaged weight by power iteration in float64 (v = normalize(W^T u),
+    u = normalize(W v), eps 1e-12 as in the model), starting from the u of the
+    last tag given, for --power_iterations steps, and stored as float32. In eval
+    mode the model divides by sigma = u . (W v) with the stored u, v as they
+    are, so they must be unit singular vectors of the averaged W: the mean of
+    the u (or v) of different checkpoints is neither a unit vector nor an
+    estimate for the averaged weight, and would scale the layer wrongly;
+  * integer and boolean arrays (counters): a mean of counters means nothing,
+    so they are copied from the last tag given; a note names those that differ
+    between the checkpoints.
+
+Refused: fewer than two tags, a missing generator file, checkpoints whose
+architectures differ (other keys or shapes, E in some only), a generator from
+the middle of progressive pre-training, an output tag that is one of the
+inputs or a training checkpoint, and existing output files without --force.
+Pure NumPy: Jittor is not imported.
+"""
+
+import argparse
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+from util import checkpoint  # noqa: E402
+from util.cli import run_main  # noqa: E402
+from util.errors import CheckpointError, OptionError  # noqa: E402
+
+POWER_ITERATIONS = 30
+EPS = 1e-12  # as SpectralNormed.eps
+MERGEABLE_NETS = ("G", "E")
+SPECTRAL_SUFFIXES = (".weight_orig", ".weight_u", ".weight_v")
+
+
+def l2_normalize(x, eps=EPS):
+    return x / (np.sqrt(np.sum(x * x)) + eps)
+
+
+def reestimate_singular_vectors(weight, u, v, iterations=POWER_ITERATIONS, eps=EPS):
+    """Leading singular vectors (u, v) of ``weight`` reshaped to [out, -1], in float64.
+
+    Power iteration as in the model, starting from ``u``; ``v`` is only returned
+    unchanged when ``iterations`` is 0 (each step recomputes v from u first).
+    """
+    w = np.asarray(weight, np.float64).reshape(np.shape(weight)[0], -1)
+    u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    for _ in range(iterations):
+        v = l2_normalize(w.T @ u, eps)
+        u = l2_normalize(w @ v, eps)
+    return u, v
+
+
+def spectral_prefixes(keys):
+    """Prefixes of the spectral-norm layers: those with weight_orig, weight_u and weight_v."""
+    keys = set(keys)
+    suffix = SPECTRAL_SUFFIXES[0]
+    return sorted(k[:-len(suffix)] for k in keys if k.endswith(suffix)
+                  and all(k[:-len(suffix)] + s in keys for s in SPECTRAL_SUFFIXES))
+
+
+def _is_float(array):
+    return np.issubdtype(array.dtype, np.floating)
+
+
+def check_same_architecture(states, labels):
+    """Raise CheckpointError unless all state dicts have the same keys, shapes and kinds of values."""
+    first, first_label = states[0], labels[0]
+    for state, label in zip(states[1:], labels[1:]):
+        only_first, only_this = sorted(set(first) - set(state)), sorted(set(state) - set(first))
+        if only_first or only_this:
+            parts = []
+            if only_first:
+                parts.append(f"missing in {label}: {_key_list(only_first)}")
+            if only_this:
+                parts.append(f"missing in {first_label}: {_key_list(only_this)}")
+            raise CheckpointError(f"{first_label} and {label} have different architectures ({'; '.join(parts)}); "
+                                  f"only checkpoints of the same model can be averaged.")
+        for key in first:
+            a, b = np.asarray(first[key]), np.asarray(state[key])
+            if a.shape != b.shape:
+                raise CheckpointError(f"{first_label} and {label} have different architectures: {key} has shape "
+                                      f"{a.shape} in {first_label} and {b.shape} in {label}; only checkpoints of "
+                                      f"the same model can be averaged.")
+            if _is_float(a) != _is_float(b):
+                raise CheckpointError(f"{key} is {a.dtype} in {first_label} but {b.dtype} in {label}; only "
+                                      f"checkpoints of the same model can be averaged.")
+
+
+def _key_list(keys, shown=5):
+    return ", ".join(keys[:shown]) + (f" ... ({len(keys)} in all)" if len(keys) > shown else "")
+
+
+def average_states(states, labels=None, iterations=POWER_ITERATIONS):
+    """Merge state dicts of the same network; returns (merged state dict, report).
+
+    ``labels`` name the states in error messages (default: their positions).
+    The report has ``averaged`` (number of float arrays averaged, u and v not
+    counted), ``spectral`` (prefixes of the layers whose u, v were re-estimated),
+    ``copied`` (non-float keys taken from the last state) and ``differing``
+    (those of them that are not equal in all states).
+    """
+    if len(states) < 2:
+        raise CheckpointError(f"averaging needs at least two checkpoints, got {len(states)}.")
+    labels = [f"checkpoint {i + 1}" for i in range(len(states))] if labels is None else list(labels)
+    states = [{k: np.asarray(v) for k, v in s.items()} for s in states]
+    check_same_architecture(states, labels)
+    last = states[-1]
+    spectral = spectral_prefixes(last)
+    vectors = {p + s for p in spectral for s in SPECTRAL_SUFFIXES[1:]}
+    merged, copied, differing, averaged = {}, [], [], 0
+    for key in last:
+        if key in vectors:
+            continue
+        if _is_float(last[key]):
+            merged[key] = np.mean([s[key].astype(np.float64) for s in states], axis=0).astype(np.float32)
+            averaged += 1
+        else:
+            merged[key] = last[key].copy()
+            copied.append(key)
+            if any(not np.array_equal(s[key], last[key]) for s in states[:-1]):
+                differing.append(key)
+    for prefix in spectral:
+        weight, u0, v0 = (last[prefix + s] for s in SPECTRAL_SUFFIXES)
+        if u0.shape != (weight.shape[0],) or v0.shape != (weight.size // max(weight.shape[0], 1),):
+            raise CheckpointError(f"{prefix}: spectral-norm vectors of shapes {u0.shape}, {v0.shape} do not fit "
+                                  f"the weight of shape {weight.shape}.")
+        u, v = reestimate_singular_vectors(merged[prefix + ".weight_orig"], u0, v0, iterations)
+        merged[prefix + ".weight_u"], merged[prefix + ".weight_v"] = u.astype(np.float32), v.astype(np.float32)
+    merged = {k: merged[k] for k in last}  # keep the checkpoint's key order
+    return merged, {"averaged": averaged, "spectral": spectral, "copied": copied, "differing": differing}
+
+
+def default_out_tag(tags):
+    return "avg_" + "_".join(tags)
+
+
+def parse_nets(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in MERGEABLE_NETS]
+    if not names or bad:
+        raise OptionError(f"--nets takes a comma-separated subset of {','.join(MERGEABLE_NETS)} (the networks used "
+                          f"for generation), got {text!r}.")
+    return list(dict.fromkeys(names))
+
+
+def nets_to_merge(folder, tags, requested):
+    """The network names to average: ``requested`` or G plus E when the checkpoints have E."""
+    for tag in tags:
+        if not os.path.isfile(checkpoint.net_path(folder, tag, "G")):
+            available = checkpoint.available_tags(folder)
+            hint = f"available tags: {', '.join(available)}" if available else "no checkpoints there at all"
+            raise CheckpointError(f"{checkpoint.net_path(folder, tag, 'G')}: no generator checkpoint for tag {tag} "
+                                  f"({hint}).")
+    with_e = [t for t in tags if os.path.isfile(checkpoint.net_path(folder, t, "E"))]
+    if with_e and len(with_e) < len(tags):
+        without = [t for t in tags if t not in with_e]
+        raise CheckpointError(f"a mask encoder (_net_E.pkl) exists for tag(s) {', '.join(with_e)} but not for "
+                              f"{', '.join(without)}: these are not checkpoints of the same model.")
+    if requested is None:
+        return ["G", "E"] if with_e else ["G"]
+    if "E" in requested and not with_e:
+        raise CheckpointError(f"--nets asks for E but {checkpoint.net_path(folder, tags[0], 'E')} does not exist "
+                              f"(the model has no mask encoder).")
+    return requested
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", metavar="CKPT_DIR", help="experiment folder holding the checkpoints ({tag}_net_G.pkl)")
+    p.add_argument("tags", nargs="+", metavar="TAG",
+                   help="two or more checkpoint tags (epochs or names) to average; the last one gives the start of "
+                        "the power iteration and the integer buffers")
+    p.add_argument("--out", default=None, metavar="TAG", help="tag of the result (default: avg_<tags joined by _>)")
+    p.add_argument("--nets", type=parse_nets, default=None, metavar="G,E",
+                   help="networks to average, a subset of G,E (default: G, and E when the checkpoints have one); "
+                        "D and Es are never merged, generation does not use them")
+    p.add_argument("--power_iterations", type=int, default=POWER_ITERATIONS, metavar="N",
+                   help="power-iteration steps that re-estimate the spectral-norm vectors u, v of each averaged "
+                        "weight, in float64 from the last tag's u")
+    p.add_argument("--force", action="store_true", help="overwrite the output files when they exist")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    folder, tags = args.folder, list(args.tags)
+    if len(tags) < 2:
+        raise CheckpointError(f"averaging needs at least two checkpoint tags, got {len(tags)} ({tags[0]}); "
+                              f"available in {folder}: {', '.join(checkpoint.available_tags(folder)) or 'none'}.")
+    if len(set(tags)) < len(tags):
+        raise CheckpointError(f"a tag is given twice ({' '.join(tags)}); give each checkpoint once.")
+    if args.power_iterations < 1:
+        raise OptionError(f"--power_iterations must be at least 1, got {args.power_iterations}.")
+    out = args.out if args.out is not None else default_out_tag(tags)
+    if out in tags:
+        raise CheckpointError(f"the output tag {out} is one of the input tags; choose another --out.")
+    if os.path.exists(checkpoint.state_path(folder, out)):
+        raise CheckpointError(f"{checkpoint.state_path(folder, out)} exists: tag {out} is a training checkpoint and "
+                              f"is never overwritten by an average; choose another --out.")
+    names = nets_to_merge(folder, tags, args.nets)
+    existing = [path for path in (checkpoint.net_path(folder, out, n) for n in names) if os.path.exists(path)]
+    if existing and not args.force:
+        raise CheckpointError(f"{', '.join(existing)} already exist(s); pass --force to overwrite, or choose another "
+                              f"--out.")
+
+    merged, reports = {}, {}
+    for name in names:
+        states = [checkpoint.read_net(folder, tag, name) for tag in tags]
+        if name == "G":
+            for tag, state in zip(tags, states):
+                checkpoint.check_full_size_generator(state, checkpoint.net_path(folder, tag, name))
+        labels = [checkpoint.net_path(folder, tag, name) for tag in tags]
+        merged[name], reports[name] = average_states(states, labels, args.power_iterations)
+    checkpoint.write_checkpoint(folder, out, merged)
+
+    for name in names:
+        report = reports[name]
+        print(f"wrote {checkpoint.net_path(folder, out, name)}: {report['averaged']} tensors averaged, "
+              f"{len(report['spectral'])} spectral-norm layers re-estimated ({args.power_iterations} power "
+              f"iterations), {len(report['copied'])} integer/bool tensors copied from tag {tags[-1]}")
+        if report["differing"]:
+            print(f"note: {name}: {_key_list(report['differing'])} differ between the checkpoints; copied from "
+                  f"tag {tags[-1]}")
+    print(f"use it with --which_epoch {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

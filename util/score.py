@@ -1,0 +1,414 @@
+"""Score a folder of generated images the way the landscape-synthesis challenge does.
+
+    python util/score.py --gen GEN_DIR --labels LABEL_DIR [--segmenter ...]
+                         [--train_imgs TRAIN_PHOTOS] [--ref_json MAP.json --ref_dir PHOTOS]
+                         [--aesthetic X] [--json OUT.json]
+
+Every label map LABEL_DIR/x.png must have its generated image GEN_DIR/x.jpg or
+GEN_DIR/x.png. The terms, each computed only when its inputs are given:
+
+mask accuracy (needs a segmenter)
+    For each image, (gt == pred).sum() / (H * W), where gt is the label map and
+    pred the segmenter's prediction on the generated image; averaged over the
+    images. A generated image of another size than its label map is first
+    resized to the label map's size (Pillow bicubic); a prediction of another
+    size than the label map is resized to it nearest-neighbour.
+    Segmenters:
+      --segmenter demo --seg_train DIR      fit the built-in demo segmenter
+                                            (data/segmenter.py) on DIR/imgs +
+                                            DIR/labels (optionally --save_segmenter FILE)
+      --segmenter demo --segmenter_file F   load a demo segmenter saved before
+      --segmenter MODULE:FACTORY [--segmenter_weights PATH]
+                                            any other model: MODULE is imported
+                                            (e.g. my_models.segformer), and
+                                            FACTORY(weights_path, label_nc) must
+                                            return an object whose
+                                            predict(rgb) takes an HxWx3 uint8 RGB
+                                            array and returns an HxW array of
+                                            class ids 0..label_nc-1 (weights_path
+                                            is None without --segmenter_weights).
+                                            Jittor is set up (--gpu) before the
+                                            module is imported.
+    Without a segmenter, mask accuracy and both formulas are unavailable.
+
+FID (needs --train_imgs and the Inception weights)
+    Frechet Inception Distance between the generated images (those paired with
+    a label map) and the photos of --train_imgs, with pytorch-fid's FID
+    InceptionV3 (util/fid_stats.py). Without the weights file at the default
+    --inception_weights, FID is reported unavailable with where to get it; a
+    missing file given explicitly with --inception_weights is an error.
+
+style similarity (needs --ref_json and --ref_dir)
+    --ref_json maps each label map's file name to a reference photo in --ref_dir,
+    e.g. {"x.png": "train_photo.jpg", ...}; every label map needs an entry.
+    Per image: colour histograms of the generated and the reference image, each
+    three 256-bin per-channel histograms of the RGB uint8 pixels (R, G, B), each
+    normalised to sum 1 and concatenated (768 values); style_corr is their
+    Pearson correlation (= OpenCV compareHist HISTCMP_CORREL), in [-1, 1], and
+    style_similarity = (style_corr + 1) / 2, in [0, 1]. Means over images.
+
+aesthetic (--aesthetic X)
+    There is no aesthetic model here: pass a score 0..10 computed elsewhere.
+
+Formulas (util/scoring.py)
+    main track:  mask_acc * (aesthetic/10*0.5 + (100-FID)/100*0.5)
+    style track: mask_acc * (aesthetic*0.2 + (style*0.5+0.5)*0.3 + (100-FID)/100*0.5)
+    with style the mean raw correlation. The style track's aesthetic*0.2 (not
+    /10) is the competition's formula as written. A formula with missing terms
+    has no value and names them; its "partial" value counts the missing
+    additive terms as 0 (never as FID = 0) and is labelled as such.
+
+Output: a table on stdout saying which terms were available; with --json, a
+JSON file with every term, the formulas and the per-image values.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from data.folders import find_label_dir, test_labels  # noqa: E402
+from data.image_io import read_image, read_label  # noqa: E402
+from data.segmenter import DemoSegmenter, fit_from_folder, mask_accuracy  # noqa: E402
+from options.base_options import positive_int  # noqa: E402
+from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
+from util import device, scoring  # noqa: E402
+from util.cli import run_main  # noqa: E402
+from util.demo_report import find_generated  # noqa: E402
+from util.errors import DatasetError, OptionError, WeightsFileError  # noqa: E402
+
+
+RESIZE_NOTE = ("generated image resized to the label map's size (Pillow bicubic) when they differ; "
+               "prediction resized to it nearest-neighbour when they differ")
+
+
+def aesthetic_score(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number 0..10, got {text!r}") from None
+    if not 0.0 <= value <= 10.0:
+        raise argparse.ArgumentTypeError(f"the aesthetic score is on a 0..10 scale, got {value:g}")
+    return value
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gen", required=True,
+                   help="folder of generated images, named after the label maps (x.jpg or x.png)")
+    p.add_argument("--labels", required=True, help="folder of the input label maps (single-channel class-id PNGs)")
+    p.add_argument("--label_nc", type=positive_int, default=29, help="number of classes")
+    p.add_argument("--json", default=None, metavar="OUT.json",
+                   help="write every term, the formulas and the per-image values to this JSON file")
+    p.add_argument("--gpu", choices=device.GPU_MODES, default="auto",
+                   help="where Jittor runs (FID, plug-in segmenters): auto = the GPU if there is one")
+
+    g = p.add_argument_group("mask accuracy")
+    g.add_argument("--segmenter", default=None, metavar="demo|MODULE:FACTORY",
+                   help="'demo' for the built-in demo segmenter, or MODULE:FACTORY for any other model, where "
+                        "FACTORY(weights_path, label_nc) returns an object with predict(HxWx3 uint8 RGB) -> HxW "
+                        "class ids. Default: none, unless --seg_train/--segmenter_file imply demo")
+    g.add_argument("--seg_train", default=None, metavar="DIR",
+                   help="demo segmenter: fit it on DIR/imgs and DIR/labels (e.g. the training set)")
+    g.add_argument("--segmenter_file", default=None, metavar="FILE",
+                   help="demo segmenter: load one saved with --save_segmenter instead of fitting it")
+    g.add_argument("--save_segmenter", default=None, metavar="FILE",
+                   help="demo segmenter: save the segmenter fitted with --seg_train to FILE (.npz) for reuse")
+    g.add_argument("--segmenter_weights", default=None, metavar="PATH",
+                   help="MODULE:FACTORY segmenter: the weights path passed to FACTORY (None when not given)")
+
+    g = p.add_argument_group("FID")
+    g.add_argument("--train_imgs", default=None, metavar="DIR",
+                   help="folder of the training photos, the FID's reference set; without it FID is unavailable")
+    g.add_argument("--inception_weights", default=None, metavar="PATH",
+                   help=f"pytorch-fid's FID Inception weights (default {DEFAULT_INCEPTION_WEIGHTS}; if that file "
+                        f"is missing FID is reported unavailable; a path given here must exist)")
+    g.add_argument("--stats_cache", default=None, metavar="DIR",
+                   help="keep the reference statistics of --train_imgs in DIR and reuse them while the folder, "
+                        "weights and resize are unchanged (default: not cached, recomputed every run)")
+    g.add_argument("--fid_resize", default=None, metavar="WxH",
+                   help="resize every image (generated and reference, bicubic) to WxH before the Inception "
+                        "network, which then scales to 299x299 (default: no extra resize)")
+    g.add_argument("--fid_batch_size", type=positive_int, default=50, help="images per Inception batch")
+
+    g = p.add_argument_group("style similarity")
+    g.add_argument("--ref_json", default=None, metavar="FILE",
+                   help='JSON {"label_name.png": "reference_photo.jpg", ...}: a reference photo in --ref_dir for '
+                        "every label map; style_corr is the Pearson correlation of the per-channel 256-bin RGB "
+                        "histograms (each normalised to sum 1, concatenated: 768 values), as OpenCV's HISTCMP_CORREL")
+    g.add_argument("--ref_dir", default=None, metavar="DIR", help="folder of the reference photos named in --ref_json")
+
+    g = p.add_argument_group("aesthetic")
+    g.add_argument("--aesthetic", type=aesthetic_score, default=None, metavar="X",
+                   help="aesthetic score 0..10 computed elsewhere (there is no aesthetic model here)")
+    return p
+
+
+# -- segmenters ---------------------------------------------------------------------------------------------------
+
+def check_segmenter_options(args):
+    """Return 'demo', 'plugin' or None, refusing flag combinations that make no sense."""
+    if args.segmenter is None and (args.seg_train or args.segmenter_file):
+        args.segmenter = "demo"
+    if args.segmenter is None:
+        if args.segmenter_weights or args.save_segmenter:
+            raise OptionError("--segmenter_weights/--save_segmenter need --segmenter (MODULE:FACTORY or demo).")
+        return None
+    if args.segmenter == "demo":
+        if bool(args.seg_train) == bool(args.segmenter_file):
+            raise OptionError("--segmenter demo needs exactly one of --seg_train DIR (fit it) or "
+                              "--segmenter_file FILE (load a saved one).")
+        if args.save_segmenter and not args.seg_train:
+            raise OptionError("--save_segmenter saves a segmenter fitted with --seg_train; none is fitted here.")
+        if args.segmenter_weights:
+            raise OptionError("--segmenter_weights is for MODULE:FACTORY segmenters; the demo segmenter uses "
+                              "--seg_train or --segmenter_file.")
+        return "demo"
+    module, sep, factory = args.segmenter.partition(":")
+    if not sep or not module or not factory:
+        raise OptionError(f"--segmenter must be 'demo' or MODULE:FACTORY (e.g. my_models.segformer:build), "
+                          f"got {args.segmenter!r}.")
+    if args.seg_train or args.segmenter_file or args.save_segmenter:
+        raise OptionError("--seg_train/--segmenter_file/--save_segmenter are for --segmenter demo only.")
+    if args.segmenter_weights and not os.path.exists(args.segmenter_weights):
+        raise WeightsFileError(f"{args.segmenter_weights}: segmenter weights not found (--segmenter_weights).")
+    return "plugin"
+
+
+def load_plugin(spec, weights_path, label_nc):
+    """Import MODULE:FACTORY and build the segmenter; every failure to find it is an ``OptionError``."""
+    module_name, _, factory_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        missing = getattr(err, "name", None)
+        if isinstance(err, ModuleNotFoundError) and missing and (module_name == missing
+                                                                 or module_name.startswith(missing + ".")):
+            raise OptionError(f"--segmenter {spec}: no module named {module_name!r} (it must be importable "
+                              f"from the repository root or PYTHONPATH).") from None
+        raise OptionError(f"--segmenter {spec}: importing {module_name!r} failed: {err}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise OptionError(f"--segmenter {spec}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
+                          f"callable {factory_name!r}.")
+    seg = factory(weights_path, label_nc)
+    if not callable(getattr(seg, "predict", None)):
+        raise OptionError(f"--segmenter {spec}: {factory_name}(weights_path, label_nc) returned "
+                          f"{type(seg).__name__}, which has no predict(rgb) method.")
+    return seg
+
+
+def build_segmenter(kind, args):
+    """(segmenter, description) for the chosen kind; the demo one is fitted or loaded here."""
+    if kind == "demo" and args.segmenter_file:
+        return DemoSegmenter.load(args.segmenter_file), f"demo segmenter loaded from {args.segmenter_file}"
+    if kind == "demo":
+        img_dir = os.path.join(args.seg_train, "imgs")
+        if not os.path.isdir(img_dir):
+            raise DatasetError(f"{args.seg_train}: no imgs/ folder; --seg_train needs DIR/imgs and DIR/labels.")
+        print(f"fitting the demo segmenter on {args.seg_train} ...", flush=True)
+        seg = fit_from_folder(img_dir, find_label_dir(args.seg_train), args.label_nc)
+        text = f"demo segmenter fitted on {args.seg_train}"
+        if args.save_segmenter:
+            seg.save(args.save_segmenter)
+            text += f", saved to {args.save_segmenter}"
+        return seg, text
+    device.setup(args.gpu)  # the plug-in may import Jittor
+    seg = load_plugin(args.segmenter, args.segmenter_weights, args.label_nc)
+    return seg, f"{args.segmenter} ({'weights ' + args.segmenter_weights if args.segmenter_weights else 'no weights'})"
+
+
+def prediction(seg, spec, image, gen_path, label_nc):
+    pred = np.asarray(seg.predict(image))
+    if pred.ndim != 2:
+        raise OptionError(f"--segmenter {spec}: predict() on {gen_path} returned shape {pred.shape}, "
+                          f"expected an HxW class-id map.")
+    if pred.size and (pred.min() < 0 or pred.max() >= label_nc):
+        raise OptionError(f"--segmenter {spec}: predict() on {gen_path} returned class ids outside "
+                          f"0..{label_nc - 1} ({pred.min()}..{pred.max()}).")
+    return pred
+
+
+def resize_to_label(image, label):
+    """The generated image at the label map's size (Pillow bicubic), unchanged when the sizes agree."""
+    h, w = label.shape
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
+
+
+# -- style references ---------------------------------------------------------------------------------------------
+
+def _examples(names, limit=5):
+    return ", ".join(names[:limit]) + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def style_references(json_path, ref_dir, label_names):
+    """{label file name: reference photo path}, checked against the label maps and the files in ``ref_dir``."""
+    if not os.path.isfile(json_path):
+        raise DatasetError(f"{json_path}: reference JSON (--ref_json) not found.")
+    if not os.path.isdir(ref_dir):
+        raise DatasetError(f"{ref_dir}: reference photo folder (--ref_dir) not found.")
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            mapping = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{json_path}: not valid JSON ({err}); expected "
+                           f'{{"label_name.png": "reference_photo.jpg", ...}}.') from None
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{json_path}: not a UTF-8 text file ({err}).") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise DatasetError(f"{json_path}: expected a JSON object mapping label file names to reference photo "
+                           f'file names, {{"label_name.png": "reference_photo.jpg", ...}}.')
+    unknown = sorted(set(mapping) - set(label_names))
+    if unknown:
+        raise DatasetError(f"{json_path}: {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} for label maps "
+                           f"that are not in the label folder: {_examples(unknown)}.")
+    without = sorted(set(label_names) - set(mapping))
+    if without:
+        raise DatasetError(f"{json_path}: {len(without)} label map(s) have no reference photo entry: "
+                           f"{_examples(without)}.")
+    refs = {name: os.path.join(ref_dir, mapping[name]) for name in label_names}
+    missing = [f"{path} (for {name})" for name, path in refs.items() if not os.path.isfile(path)]
+    if missing:
+        raise DatasetError(f"{json_path}: {len(missing)} reference photo(s) not found: {_examples(missing)}.")
+    return refs
+
+
+# -- FID ------------------------------------------------------------------------------------------------------------
+
+def prepare_fid(args):
+    """(weights path, resize, None) when FID can run, or (None, None, reason) when it is unavailable.
+
+    Sets up Jittor (``--gpu``) first: util.fid_stats is imported only after that.
+    """
+    if not args.train_imgs:
+        return None, None, "not requested (give --train_imgs, the training photos, to compute it)"
+    if not os.path.isdir(args.train_imgs):
+        raise DatasetError(f"{args.train_imgs}: training photo folder (--train_imgs) not found.")
+    device.setup(args.gpu)
+    from util import fid_stats
+
+    resize = fid_stats.parse_size(args.fid_resize)
+    path = args.inception_weights or DEFAULT_INCEPTION_WEIGHTS
+    if os.path.isfile(path):
+        return path, resize, None
+    if args.inception_weights:
+        raise WeightsFileError(fid_stats.fid_weights_missing(path))
+    return None, None, "unavailable: " + fid_stats.fid_weights_missing(path)
+
+
+def compute_fid(args, weights, resize, gen_files):
+    """FID of ``gen_files`` against the photos of --train_imgs, and the number of those photos."""
+    from util import fid_stats
+
+    extractor = fid_stats.load_extractor(weights, args.fid_batch_size)
+    reference, where = fid_stats.reference_statistics(extractor, args.train_imgs, args.stats_cache, resize)
+    print(where, flush=True)
+    generated = fid_stats.statistics_of(fid_stats.folder_features(extractor, gen_files, resize,
+                                                                  f"features of {args.gen}"))
+    return fid_stats.frechet_distance(generated, reference), reference.count
+
+
+# -- report ---------------------------------------------------------------------------------------------------------
+
+def _fmt(value, digits=4):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(result):
+    terms, formulas = result["terms"], result["formulas"]
+    print(f"\n{result['num_images']} generated images in {result['gen']} (label maps {result['labels']})")
+    rows = [("mask accuracy", terms["mask_accuracy"], "value"), ("FID", terms["fid"], "value"),
+            ("style_corr", terms["style"], "style_corr"), ("style_similarity", terms["style"], "style_similarity"),
+            ("aesthetic", terms["aesthetic"], "value")]
+    for name, term, key in rows:
+        note = term.get("source", "") if term["available"] else term["reason"]
+        print(f"  {name:<17} {_fmt(term.get(key)):>12}  {note}")
+    for name, f in formulas.items():
+        print(f"  {name:<17} {_fmt(f['value']):>12}  = {f['formula']}")
+        if f["missing"]:
+            partial = ("" if f["partial_value"] is None else
+                       f"; PARTIAL value with the missing terms counted as 0: {f['partial_value']:.4f}")
+            print(f"  {'':<17} {'':>12}  unavailable, missing: {', '.join(f['missing'])}{partial}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    kind = check_segmenter_options(args)
+    if bool(args.ref_json) != bool(args.ref_dir):
+        raise OptionError("--ref_json and --ref_dir go together (the mapping and the folder of reference photos).")
+    if not os.path.isdir(args.gen):
+        raise DatasetError(f"{args.gen}: generated image folder (--gen) not found.")
+
+    # Everything cheap is checked before anything slow starts.
+    label_paths = test_labels(args.labels)
+    names = [os.path.basename(p) for p in label_paths]
+    gen_paths = [find_generated(args.gen, os.path.splitext(n)[0]) for n in names]
+    refs = style_references(args.ref_json, args.ref_dir, names) if args.ref_json else None
+    weights, fid_resize, fid_reason = prepare_fid(args)
+
+    seg, seg_text = build_segmenter(kind, args) if kind else (None, None)
+    per_image = {}
+    if seg is not None or refs is not None:
+        from tqdm import tqdm
+        for name, label_path, gen_path in tqdm(list(zip(names, label_paths, gen_paths)), desc="scoring images",
+                                               unit="img", file=sys.stderr, dynamic_ncols=True, leave=False):
+            image, row = read_image(gen_path), {"generated": gen_path}
+            if seg is not None:
+                gt = read_label(label_path, args.label_nc)
+                pred = prediction(seg, args.segmenter, resize_to_label(image, gt), gen_path, args.label_nc)
+                row["mask_accuracy"] = mask_accuracy(pred, gt)
+            if refs is not None:
+                row["reference"] = refs[name]
+                row["style_corr"] = scoring.style_correlation(image, read_image(refs[name]))
+            per_image[name] = row
+
+    def mean_of(key):
+        return float(np.mean([row[key] for row in per_image.values()]))
+
+    mask_acc = mean_of("mask_accuracy") if seg is not None else None
+    style = mean_of("style_corr") if refs is not None else None
+    fid = fid_count = None
+    if weights:
+        fid, fid_count = compute_fid(args, weights, fid_resize, gen_paths)
+
+    terms = {
+        "mask_accuracy": {"available": mask_acc is not None, "value": mask_acc, "source": seg_text,
+                          "resize": RESIZE_NOTE if seg is not None else None,
+                          "reason": None if seg is not None else "unavailable: no segmenter (give --segmenter)"},
+        "fid": {"available": fid is not None, "value": fid, "reason": fid_reason,
+                "source": f"{len(gen_paths)} generated vs {fid_count} photos in {args.train_imgs}, weights {weights}"
+                if fid is not None else None},
+        "style": {"available": style is not None, "style_corr": style,
+                  "style_similarity": None if style is None else scoring.style_similarity(style),
+                  "source": f"reference photos of {args.ref_json}" if refs else None,
+                  "histogram": scoring.HISTOGRAM_NOTE,
+                  "reason": None if refs else "unavailable: give --ref_json and --ref_dir"},
+        "aesthetic": {"available": args.aesthetic is not None, "value": args.aesthetic,
+                      "source": "given with --aesthetic" if args.aesthetic is not None else None,
+                      "reason": None if args.aesthetic is not None else "unavailable: give --aesthetic X (0..10)"},
+    }
+    result = {"gen": args.gen, "labels": args.labels, "num_images": len(names),
+              "available_terms": [k for k, t in terms.items() if t["available"]],
+              "terms": terms,
+              "formulas": scoring.evaluate_formulas(mask_acc, args.aesthetic, fid, style),
+              "per_image": per_image}
+    print_report(result)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+        print(f"JSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
