@@ -12,6 +12,10 @@ DEMO_DIR   := results/demo
 DEMO_DATA  := $(DEMO_DIR)/data
 DEMO_NAME  := demo
 DEMO_CKPT  := $(DEMO_DIR)/checkpoints
+# pytorch-fid's FID Inception weights: with them the demo ranks its fine-tuning checkpoints by FID,
+# averages the best two and keeps the best of 3 generation seeds
+INCEPTION_WEIGHTS ?= pretrained/pt_inception-2015-12-05-6726825d.pth
+WEIGHTS_FLAG := $(if $(wildcard $(INCEPTION_WEIGHTS)),--inception_weights $(INCEPTION_WEIGHTS),)
 
 .PHONY: venv test demo clean
 
@@ -29,8 +33,16 @@ demo: $(STAMP)
 	$(BIN)/python -m data.demo --out $(DEMO_DATA) --num 240 --num_test 12 --width 128 --height 96 --seed 0
 	$(BIN)/python train.py --recipe demo --input_path $(DEMO_DATA)/train --name $(DEMO_NAME) \
 	    --checkpoints_dir $(DEMO_CKPT)
-	$(BIN)/python test_phase.py --input_path $(DEMO_DATA)/test/labels --output_path $(DEMO_DIR)/generated \
-	    --name $(DEMO_NAME) --checkpoints_dir $(DEMO_CKPT) --nThreads 0
+ifneq ($(WEIGHTS_FLAG),)
+	$(BIN)/python util/fid.py $(DEMO_DATA)/train $(DEMO_DATA)/test/labels $(DEMO_CKPT)/$(DEMO_NAME) 8-10 \
+	    --average_best 2 $(WEIGHTS_FLAG)
+else
+	@echo "FID model selection skipped: no Inception weights at $(INCEPTION_WEIGHTS). To rank the checkpoints by"
+	@echo "FID and average the best, put pytorch-fid's pt_inception-2015-12-05-6726825d.pth there (or run"
+	@echo "make demo INCEPTION_WEIGHTS=PATH); see README, Model selection."
+endif
+	$(BIN)/python test.py --input_path $(DEMO_DATA)/test/labels --output_path $(DEMO_DIR)/generated \
+	    --name $(DEMO_NAME) --checkpoints_dir $(DEMO_CKPT) --nThreads 0 --n_runs 3 $(WEIGHTS_FLAG)
 	$(BIN)/python -m util.demo_report --data $(DEMO_DATA) --generated $(DEMO_DIR)/generated \
 	    --html $(DEMO_DIR)/index.html
 

@@ -36,12 +36,12 @@ def add_selection_options(parser):
                    help="generation runs, each with its own seed; the run with the lowest FID is kept")
     g.add_argument("--img_path", default=None, metavar="DIR",
                    help="training photos, the FID reference (default: the imgs/ folder of the --input_path the "
-                        "experiment was trained with, read from its opt.json)")
+                        "experiment was trained with, read from its opt.json)%(default).0s")
     g.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
                    help="pytorch-fid's FID Inception weights; without them a single run is made")
     g.add_argument("--fid_batch_size", type=positive_int, default=50, help="images per Inception batch")
     g.add_argument("--report", default=None, metavar="FILE",
-                   help="JSON report of the runs (default: CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json)")
+                   help="JSON report of the runs (default: CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json)%(default).0s")
 
 
 def reference_photos(opt, folder):

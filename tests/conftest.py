@@ -1,5 +1,6 @@
 """Shared test set-up: CPU Jittor (chosen before any import of it), tiny
-option sets, and a tiny procedural dataset made once per session."""
+option sets, a tiny procedural dataset and random FID Inception weights, each
+made once per session."""
 
 import os
 import sys
@@ -31,6 +32,38 @@ def tiny_dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("demo"))
     write_dataset(root, num=12, width=128, height=96, seed=0, num_test=3)
     return root
+
+
+def load_data_module(name):
+    """A generator script of tests/data (NumPy-only at import time) as a module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tests", "data", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def fid_weights_state():
+    """Random weights in pytorch-fid's FID Inception layout, as a real .pth holds them: the random
+    weights and calibrated BN statistics of tests/data/make_inception_manifests.py (the ones the
+    pytorch-fid reference data were made with), fc 1008 classes, num_batches_tracked int64 zeros.
+    Shared by the session: do not modify it (copy it first)."""
+    import numpy as np
+    ref = load_data_module("make_fid_reference")
+    state = ref.random_fid_state()
+    state.update({k: np.array(0, np.int64) for k in ref.manifests.load_manifest(ref.manifests.FID_MANIFEST)
+                  if k.endswith("num_batches_tracked")})
+    return state
+
+
+@pytest.fixture(scope="session")
+def fid_weights_file(tmp_path_factory, fid_weights_state):
+    """``fid_weights_state`` written as a PyTorch .pth file (as pytorch-fid's weights are shipped)."""
+    from torch_format import save_torch_state_dict
+    path = str(tmp_path_factory.mktemp("fidweights") / "pt_inception-random.pth")
+    save_torch_state_dict(path, fid_weights_state)
+    return path
 
 
 def run_script(script, *args, cwd=ROOT, timeout=900):

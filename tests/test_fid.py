@@ -27,24 +27,14 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    from torch_format import save_torch_state_dict
-    state = ref.random_fid_state()
-    state.update({k: np.array(0, np.int64) for k in ref.manifests.load_manifest(ref.manifests.FID_MANIFEST)
-                  if k.endswith("num_batches_tracked")})
-    path = str(tmp_path_factory.mktemp("fidweights") / "pt_inception-random.pth")
-    save_torch_state_dict(path, state)
-    return path
-
-
-@pytest.fixture(scope="module")
 def image_sets(tmp_path_factory):
     return ref.write_image_sets(str(tmp_path_factory.mktemp("fidimages")))
 
 
 @pytest.fixture(scope="module")
-def extractor(weights_file):
-    return fid_stats.load_extractor(weights_file, batch_size=4)
+def extractor(fid_weights_file):
+    """The random weights of conftest's fid_weights_file: those ref.random_fid_state() gave pytorch-fid."""
+    return fid_stats.load_extractor(fid_weights_file, batch_size=4)
 
 
 @pytest.fixture(scope="module")

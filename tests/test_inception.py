@@ -55,23 +55,22 @@ def _with_stats(state, reference, shapes):
     return state
 
 
-@pytest.fixture(scope="module")
-def fid_state(reference):
-    """Random weights in pytorch-fid's key layout (fc 1008 classes, num_batches_tracked included)."""
-    return _with_stats(ref.random_inception_state(FID_MANIFEST), reference, FID_MANIFEST)
-
+# The FID weights (pytorch-fid's key layout: fc 1008 classes, num_batches_tracked included) are
+# conftest's session fixtures fid_weights_state / fid_weights_file: random_inception_state(FID_MANIFEST)
+# with the calibrated statistics of PARITY_FIXTURE, the weights the reference outputs were made with.
 
 @pytest.fixture(scope="module")
-def fid_file(tmp_path_factory, fid_state):
-    from torch_format import save_torch_state_dict
-    path = str(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
-    save_torch_state_dict(path, fid_state)
-    return path
+def fid_net(fid_weights_file):
+    return InceptionV3Features.from_file(fid_weights_file)
 
 
-@pytest.fixture(scope="module")
-def fid_net(fid_file):
-    return InceptionV3Features.from_file(fid_file)
+def test_shared_fid_weights_are_the_parity_weights(fid_weights_state, reference):
+    assert fid_weights_state.keys() == FID_MANIFEST.keys()
+    want = _with_stats(ref.random_inception_state(FID_MANIFEST), reference, FID_MANIFEST)
+    for key, value in want.items():
+        got = fid_weights_state[key]
+        assert got.dtype == value.dtype and got.shape == value.shape, key
+        np.testing.assert_array_equal(got, value, err_msg=key)
 
 
 def test_names_and_shapes_equal_pytorch_fid_and_torchvision_keys():
@@ -134,7 +133,8 @@ def test_unreadable_file(tmp_path):
         InceptionV3Features.from_file(str(path))
 
 
-def test_wrong_state_dicts_are_refused(fid_state):
+def test_wrong_state_dicts_are_refused(fid_weights_state):
+    fid_state = fid_weights_state
     small = {k: v for k, v in fid_state.items() if not k.startswith("Mixed_7c.")}
     with pytest.raises(WeightsFileError, match="missing Mixed_7c"):
         InceptionV3Features.from_state_dict(small)
@@ -147,8 +147,8 @@ def test_wrong_state_dicts_are_refused(fid_state):
         InceptionV3Features.from_state_dict([1, 2, 3])
 
 
-def test_inception_loss_zero_positive_gradient_and_frozen(fid_file):
-    loss_fn = InceptionLoss(fid_file, resize=False)
+def test_inception_loss_zero_positive_gradient_and_frozen(fid_weights_file):
+    loss_fn = InceptionLoss(fid_weights_file, resize=False)
     params = loss_fn.inception.parameters()
     assert params and all(p.is_stop_grad() for p in params)
     rs = np.random.RandomState(7)

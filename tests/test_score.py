@@ -1,7 +1,6 @@
 """The challenge scorer: histogram correlation and formulas (util/scoring.py),
 and the command line util/score.py with its segmenters, style references and FID."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -255,30 +254,11 @@ def test_missing_generated_image_is_named(tiny_dataset, tmp_path):
 
 # -- FID ------------------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def inception_file(tmp_path_factory):
-    """Random FID Inception weights as tests/test_inception.py builds them (calibrated BN statistics)."""
-    from torch_format import save_torch_state_dict
-    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-    spec = importlib.util.spec_from_file_location("make_inception_manifests",
-                                                  os.path.join(data, "make_inception_manifests.py"))
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
-    shapes = ref.load_manifest(ref.FID_MANIFEST)
-    state = ref.random_inception_state(shapes)
-    with np.load(ref.PARITY_FIXTURE) as f:
-        state.update({k[5:]: f[k] for k in f.files if k.startswith("stat:") and k[5:] in state})
-    state.update({k: np.array(0, np.int64) for k in shapes if k.endswith("num_batches_tracked")})
-    path = str(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
-    save_torch_state_dict(path, state)
-    return path
-
-
-def test_all_terms_with_fid(tiny_dataset, tmp_path, inception_file, capsys):
+def test_all_terms_with_fid(tiny_dataset, tmp_path, fid_weights_file, capsys):
     test_imgs, test_labels = split(tiny_dataset, "test")
     refs = write_refs(tmp_path, {f"test_0000{i}.png": f"demo_0000{i}.jpg" for i in range(3)})
     result = run_json(tmp_path, "--gen", test_imgs, "--labels", test_labels,
-                      "--train_imgs", split(tiny_dataset, "train")[0], "--inception_weights", inception_file,
+                      "--train_imgs", split(tiny_dataset, "train")[0], "--inception_weights", fid_weights_file,
                       "--stats_cache", str(tmp_path / "cache"),
                       "--segmenter", "tests.oracle_segmenter:factory",
                       "--segmenter_weights", os.path.join(tiny_dataset, "test"),

@@ -49,7 +49,7 @@ def build_parser():
     p.add_argument("where", nargs="+", metavar="[CKPT_DIR] TAGS",
                    help="the experiment folder (omit it with --name) and the checkpoint tags: 270-310, "
                         "273,298,299, avg_273_299, latest, or a comma-separated mix")
-    p.add_argument("--name", default=None, help="experiment name: CKPT_DIR is CHECKPOINTS_DIR/NAME")
+    p.add_argument("--name", default=None, help="experiment name: CKPT_DIR is CHECKPOINTS_DIR/NAME%(default).0s")
     p.add_argument("--checkpoints_dir", default="./checkpoints", help="folder of the experiments (with --name)")
     p.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
                    help="pytorch-fid's FID Inception weights (pt_inception-2015-12-05-6726825d.pth) or a Jittor "
@@ -57,17 +57,17 @@ def build_parser():
     p.add_argument("--fid_batch_size", type=positive_int, default=50, help="images per Inception batch")
     p.add_argument("--resize_to", default=None, metavar="WxH",
                    help="resize every image (generated and reference, bicubic) to this size before Inception; "
-                        "default: none (Inception resizes to 299x299 itself, as pytorch-fid)")
+                        "default: none (Inception resizes to 299x299 itself, as pytorch-fid)%(default).0s")
     p.add_argument("--average_best", type=int, default=0, metavar="K",
                    help="after ranking, average the K (>= 2) best checkpoints and score the average")
     p.add_argument("--keep_images", default=None, metavar="DIR",
-                   help="keep each checkpoint's generated images in DIR/TAG (default: deleted after scoring)")
+                   help="keep each checkpoint's generated images in DIR/TAG (default: deleted after scoring)%(default).0s")
     p.add_argument("--recompute", action="store_true", help="score every checkpoint again, ignoring stored FIDs")
     g = p.add_argument_group("generation (as test_phase.py)")
     g.add_argument("--seed", type=int, default=0, help="generation seed, the same for every checkpoint")
     g.add_argument("--batchSize", type=positive_int, default=1, help="label maps per generation batch")
     g.add_argument("--nThreads", type=non_negative_int, default=0, help="label-loading worker processes")
-    g.add_argument("--max_dataset_size", type=positive_int, default=None, help="use only the first N label maps")
+    g.add_argument("--max_dataset_size", type=positive_int, default=None, help="use only the first N label maps%(default).0s")
     g.add_argument("--gpu", choices=device.GPU_MODES, default="auto", help="auto, on or off (CPU)")
     return p
 
@@ -189,8 +189,15 @@ def main(argv=None):
         if len(best) < 2:
             raise CheckpointError(f"--average_best {args.average_best}: only {len(best)} checkpoint was scored.")
         out_tag = merge_ckpt.default_out_tag(best)
-        merge_ckpt.main([folder, *best, "--force"])
+        # a stored average of the same, unchanged checkpoints is kept (rewriting it would change its
+        # file signature and score it again on every resumed ranking)
+        sources = {t: file_signature(checkpoint.net_path(folder, t, "G")) for t in best}
+        old, out_path = results.get(out_tag), checkpoint.net_path(folder, out_tag, "G")
+        if not (old and old.get("sources") == sources and os.path.isfile(out_path)
+                and old.get("signature") == file_signature(out_path)):
+            merge_ckpt.main([folder, *best, "--force"])
         score(out_tag)
+        results[out_tag]["sources"] = sources
         ranked = rank(ranked + [results[out_tag]])
     write_ranking(folder, {"setting": setting, "results": list(results.values())}, ranked)
     shutil.rmtree(work_dir, ignore_errors=True)
