@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -67,7 +68,9 @@ def statistics_of(features):
 
 def frechet_distance(a, b, eps=1e-6):
     """Frechet distance between two Gaussians given as ``Statistics`` (pytorch-fid's formula)."""
-    from scipy import linalg
+    with warnings.catch_warnings():  # NumPy's 'smallest subnormal' note when SciPy loads after Jittor
+        warnings.filterwarnings("ignore", message="The value of the smallest subnormal")
+        from scipy import linalg
 
     mu1, mu2 = np.atleast_1d(a.mu).astype(np.float64), np.atleast_1d(b.mu).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(a.sigma).astype(np.float64), np.atleast_2d(b.sigma).astype(np.float64)
