@@ -5,19 +5,16 @@ pytorch-fid by tests/data/make_fid_reference.py from the same image files
 (rebuilt here from NumPy seeds) and the same random Inception weights.
 """
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
+from conftest import load_data_module
 from util import fid_stats
 from util.errors import WeightsFileError
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-_spec = importlib.util.spec_from_file_location("make_fid_reference", os.path.join(DATA, "make_fid_reference.py"))
-ref = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ref)  # NumPy-only at import time
+ref = load_data_module("make_fid_reference")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +55,15 @@ def test_features_match_pytorch_fid(our_features, reference):
         err = np.abs(got - want).max() / np.abs(want).max()
         assert err < 1e-3, f"{name}: max error {err:.2e} of the largest feature"
         assert np.abs(want - want.mean(0)).max() > 1e-2 * np.abs(want).max()  # images really differ
+
+
+def test_jittor_pkl_weights_give_the_same_features(fid_weights_state, image_sets, our_features, tmp_path):
+    import jittor as jt
+    path = str(tmp_path / "pt_inception-converted.pkl")
+    jt.save({k: np.asarray(v) for k, v in fid_weights_state.items()}, path)
+    converted = fid_stats.load_extractor(path, batch_size=4)
+    files = fid_stats.image_files(image_sets["set_a"])[:4]  # the first batch of our_features["set_a"]
+    np.testing.assert_allclose(fid_stats.folder_features(converted, files), our_features["set_a"][:4], rtol=1e-6)
 
 
 def test_fid_matches_pytorch_fid_within_a_tenth_of_a_percent(our_features, reference):
