@@ -45,11 +45,9 @@ from jittor import nn
 
 from models.normalization import avg_pool_exclude_pad
 from models.pretrained import freeze, read_state_dict
-from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: F401 (re-exported)
+from options.train_options import DEFAULT_INCEPTION_WEIGHTS, FID_WEIGHTS_URL  # noqa: F401 (re-exported)
 from util.errors import WeightsFileError
 
-FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-                   "pt_inception-2015-12-05-6726825d.pth")
 FEATURE_LAYERS = ("pool_1", "pool_2", "mixed_6e", "pool_3")
 FEATURE_CHANNELS = {"pool_1": 64, "pool_2": 192, "mixed_6e": 768, "pool_3": 2048}
 IGNORED_PREFIXES = ("fc.", "AuxLogits.")

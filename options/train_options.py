@@ -7,6 +7,8 @@ from options import base_options as base
 from options import presets
 
 DEFAULT_INCEPTION_WEIGHTS = os.path.join("pretrained", "pt_inception-2015-12-05-6726825d.pth")
+FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                   "pt_inception-2015-12-05-6726825d.pth")
 
 
 def add_training_options(parser):

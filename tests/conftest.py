@@ -66,9 +66,33 @@ def fid_weights_file(tmp_path_factory, fid_weights_state):
     return path
 
 
+# Runs a script (or module) the way a user does, except that importing Jittor before
+# util.device.setup has chosen the device fails. Unguarded, that import crashes on machines
+# with the CUDA compiler but no GPU (Jittor probes CUDA when imported).
+JITTOR_GUARD = """
+import os, runpy, sys
+class JittorGuard:
+    def find_spec(self, name, path=None, target=None):
+        if name == "jittor" and "nvcc_path" not in os.environ:
+            raise ImportError("jittor imported before util.device.setup chose the device")
+sys.meta_path.insert(0, JittorGuard())
+target, sys.argv = sys.argv[1], sys.argv[1:]
+if target.endswith(".py"):
+    sys.path[0] = os.path.dirname(os.path.abspath(target))
+    runpy.run_path(target, run_name="__main__")
+else:
+    sys.path[0] = os.getcwd()
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
+
+
 def run_script(script, *args, cwd=ROOT, timeout=900):
-    """Run a project script in a subprocess; returns CompletedProcess (text)."""
+    """Run a project script (``x.py``) or module (``a.b``) in a subprocess; returns CompletedProcess (text).
+
+    The environment is the user's (no ``nvcc_path``), with JITTOR_GUARD watching the import order.
+    """
     import subprocess
-    env = dict(os.environ, nvcc_path="", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, *([script] if script.endswith(".py") else ["-m", script]), *args],
+    env = {k: v for k, v in os.environ.items() if k != "nvcc_path"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return subprocess.run([sys.executable, "-c", JITTOR_GUARD, script, *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

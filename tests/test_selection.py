@@ -405,6 +405,15 @@ def test_without_weights_a_single_run_like_test_phase(experiment, tmp_path, monk
     assert not os.path.exists(os.path.join(experiment["folder"], "test_report_4.json"))
 
 
+def test_without_weights_as_a_user_runs_it(experiment, tmp_path):
+    """Subprocess, user environment: the fallback must not import Jittor before choosing the device."""
+    output = tmp_path / "out"
+    r = run_script(os.path.join(ROOT, "test.py"), *selection_args(experiment, str(output), epoch="4"),
+                   cwd=str(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "FID seed selection is off" in r.stdout and len(os.listdir(output)) == 3
+
+
 def test_explicit_missing_weights_exit_2(experiment, tmp_path):
     missing = str(tmp_path / "absent.pth")
     r = run_script("test.py", *selection_args(experiment, str(tmp_path / "out"), "--inception_weights", missing),

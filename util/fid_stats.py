@@ -219,7 +219,7 @@ def load_extractor(weights_path, batch_size=DEFAULT_BATCH_SIZE):
 
 def fid_weights_missing(path):
     """The message for missing FID weights: where to get them and where to put them."""
-    from models.inception import FID_WEIGHTS_URL
+    from options.train_options import FID_WEIGHTS_URL  # not models.inception: no Jittor before device.setup
     return (f"{path}: FID Inception weights not found. Download pt_inception-2015-12-05-6726825d.pth "
             f"({FID_WEIGHTS_URL}) on a machine with internet access and put it at {path}, or pass "
             f"--inception_weights PATH.")
