@@ -12,7 +12,8 @@ from util.errors import DatasetError
 LABEL_DIR_NAMES = ("labels", "lables")  # the original release spells it "lables"
 
 
-def _examples(names, limit=5):
+def examples(names, limit=5):
+    """'a, b, c (and 4 more)': the first ``limit`` names of a list, for messages."""
     shown = ", ".join(names[:limit])
     return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
@@ -50,10 +51,10 @@ def training_pairs(root, max_size=None):
         parts = []
         if only_images:
             parts.append(f"{len(only_images)} photo(s) in {img_dir} have no label map: "
-                         f"{_examples([images[s] for s in only_images])}")
+                         f"{examples([images[s] for s in only_images])}")
         if only_labels:
             parts.append(f"{len(only_labels)} label map(s) in {label_dir} have no photo: "
-                         f"{_examples([labels[s] for s in only_labels])}")
+                         f"{examples([labels[s] for s in only_labels])}")
         raise DatasetError("photos and label maps do not pair up by file name. " + "; ".join(parts) + ".")
     stems = sorted(images)
     if max_size:
@@ -80,7 +81,7 @@ def check_pair_sizes(pairs):
             bad.append(f"{os.path.basename(img_path)} is {isize[0]}x{isize[1]} but "
                        f"{os.path.basename(label_path)} is {lsize[0]}x{lsize[1]}")
     if bad:
-        raise DatasetError(f"{len(bad)} photo/label pair(s) differ in size: {_examples(bad, 3)}. "
+        raise DatasetError(f"{len(bad)} photo/label pair(s) differ in size: {examples(bad, 3)}. "
                            f"A label map must have exactly its photo's size.")
 
 

@@ -46,7 +46,7 @@ from jittor import nn
 from models.normalization import avg_pool_exclude_pad
 from models.pretrained import freeze, read_state_dict
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS, FID_WEIGHTS_URL  # noqa: F401 (re-exported)
-from util.errors import WeightsFileError
+from util.errors import WeightsFileError, few
 
 FEATURE_LAYERS = ("pool_1", "pool_2", "mixed_6e", "pool_3")
 FEATURE_CHANNELS = {"pool_1": 64, "pool_2": 192, "mixed_6e": 768, "pool_3": 2048}
@@ -255,11 +255,6 @@ def _is_ignored(key):
     return key.startswith(IGNORED_PREFIXES) or key.endswith(IGNORED_SUFFIXES)
 
 
-def _few(keys, n=4):
-    keys = list(keys)
-    return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
-
-
 def detect_variant(state):
     """'torchvision' for a state dict with AuxLogits.* keys or a 1000-class fc, else 'fid'."""
     if any(str(k).startswith("AuxLogits.") for k in state):
@@ -331,10 +326,10 @@ class InceptionV3Features(nn.Module):
         missing = [k for k in needed if k not in state]
         if missing:
             raise WeightsFileError(f"{path}: not an InceptionV3 state dict of pytorch-fid / torchvision; "
-                                   f"missing {_few(missing)}.")
+                                   f"missing {few(missing, 4)}.")
         unknown = [k for k in state if k not in needed and not _is_ignored(str(k))]
         if unknown:
-            raise WeightsFileError(f"{path}: unexpected keys for InceptionV3: {_few(unknown)}.")
+            raise WeightsFileError(f"{path}: unexpected keys for InceptionV3: {few(unknown, 4)}.")
         values, wrong = {}, []
         for key, var in needed.items():
             value = state[key]
@@ -343,7 +338,7 @@ class InceptionV3Features(nn.Module):
                 wrong.append(f"{key} {tuple(value.shape)} (expected {tuple(var.shape)})")
             values[key] = value
         if wrong:
-            raise WeightsFileError(f"{path}: InceptionV3 weights of the wrong shape: {_few(wrong, 3)}.")
+            raise WeightsFileError(f"{path}: InceptionV3 weights of the wrong shape: {few(wrong, 3)}.")
         for key, var in needed.items():
             var.assign(jt.array(values[key]).float32())
 

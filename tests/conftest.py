@@ -34,13 +34,18 @@ def tiny_dataset(tmp_path_factory):
     return root
 
 
-def load_data_module(name):
-    """A generator script of tests/data (NumPy-only at import time) as a module."""
+def load_module(path, name):
+    """The Python file ``path`` (relative to the repository root) imported as module ``name``."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tests", "data", name + ".py"))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_data_module(name):
+    """A generator script of tests/data (NumPy-only at import time) as a module."""
+    return load_module(os.path.join("tests", "data", name + ".py"), name)
 
 
 @pytest.fixture(scope="session")

@@ -7,22 +7,18 @@ wrapper and of torchvision's Inception3 for random weights, which are rebuilt
 here from the same NumPy seeds (only the calibrated BN statistics are stored).
 """
 
-import importlib.util
 import os
 
 import jittor as jt
 import numpy as np
 import pytest
 
+from conftest import load_data_module
 from models.inception import (DEFAULT_INCEPTION_WEIGHTS, FEATURE_LAYERS, InceptionLoss, InceptionV3Features,
                               _is_ignored)
 from util.errors import WeightsFileError
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-_spec = importlib.util.spec_from_file_location("make_inception_manifests",
-                                               os.path.join(DATA, "make_inception_manifests.py"))
-ref = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ref)  # NumPy-only at import time; PyTorch is imported in its main() alone
+ref = load_data_module("make_inception_manifests")  # NumPy-only at import time; PyTorch only in its main()
 
 FID_MANIFEST = ref.load_manifest(ref.FID_MANIFEST)
 TV_MANIFEST = ref.load_manifest(ref.TV_MANIFEST)

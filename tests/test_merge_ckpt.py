@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TINY_NET_FLAGS, run_script
 from util import checkpoint, merge_ckpt
-from util.errors import CheckpointError, OptionError, UserError
+from util.errors import CheckpointError, OptionError
 from util.merge_ckpt import average_states, reestimate_singular_vectors
 
 SCRIPT = os.path.join("util", "merge_ckpt.py")

@@ -519,12 +519,7 @@ def test_resume_in_the_middle_of_a_fade_is_exact(tiny_dataset, pretrained, tmp_p
     assert read_state(folder, "2", ["G", "D"])["d_level"] == 2
 
 
-def _diff_aug_flags():
-    try:
-        import models.diff_augment  # noqa: F401
-    except Exception:
-        return []
-    return ["--diff_aug", "color,translation"]
+DIFF_AUG_FLAGS = ["--diff_aug", "color,translation"]
 
 
 def test_pretraining_checkpoint_starts_finetuning(tiny_dataset, pretrained, tmp_path, capsys):
@@ -541,7 +536,7 @@ def test_pretraining_checkpoint_starts_finetuning(tiny_dataset, pretrained, tmp_
     assert not [k for k in pre if "seg_noise_var" in k]
 
     assert phase(tiny_dataset, ckpt, "straight", "--init_from", "2", "--niter", "3", "--use_seg_noise",
-                 "--phase_name", "finetune", *_diff_aug_flags()) == 0
+                 "--phase_name", "finetune", *DIFF_AUG_FLAGS) == 0
     out = capsys.readouterr().out
     assert "new parameter tensors" in out and "seg_noise_var" in out, out
     assert "epochs 3..3" in out

@@ -8,7 +8,6 @@ ranking, 2 in the multi-seed run and 1 for the default reference folder.
 """
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
@@ -17,7 +16,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_NET_FLAGS, run_script
+from conftest import ROOT, TINY_NET_FLAGS, load_module, run_script
 from util import checkpoint, selection
 from util.errors import CheckpointError, DatasetError, OptionError, WeightsFileError
 from util.selection import parse_tags, rank, ranking_csv, run_seeds
@@ -28,16 +27,7 @@ NAME = "sel"
 FID_FLAGS = ["--gpu", "off", "--fid_batch_size", "3"]
 
 
-def load_script(path):
-    """A top-level script of the repository as a module (``test`` would be the standard library's)."""
-    name = "script_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-test_script = load_script("test.py")
+test_script = load_module("test.py", "script_test")  # `import test` would find the standard library's
 
 
 def call(main, argv):

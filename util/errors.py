@@ -8,6 +8,12 @@ traceback.
 """
 
 
+def few(names, shown=5):
+    """'a, b, c ... (12 in all)': the first ``shown`` names of a list, for messages."""
+    names = list(names)
+    return ", ".join(names[:shown]) + (f" ... ({len(names)} in all)" if len(names) > shown else "")
+
+
 class UserError(Exception):
     """An expected failure caused by the user's input; the message says what to fix."""
 

@@ -236,11 +236,6 @@ def folder_features(extractor, files, resize_to=None, desc="Inception features")
         return extractor.features((load_image(p, resize_to) for p in files), total=len(files), progress=bar)
 
 
-def folder_statistics(extractor, folder, resize_to=None, desc=None):
-    files = image_files(folder)
-    return statistics_of(folder_features(extractor, files, resize_to, desc or f"features of {folder}"))
-
-
 def reference_key(folder, files, resize_to, weights_digest):
     """Cache key of a reference folder's statistics: changes with any file, the resize or the weights."""
     listing = []
@@ -289,19 +284,13 @@ def reference_statistics(extractor, folder, cache_dir=None, resize_to=None):
     written to the cache (a line for the console).
     """
     files = image_files(folder)
-    if cache_dir is None:
-        stats = statistics_of(folder_features(extractor, files, resize_to, f"features of {folder}"))
-        return stats, f"reference statistics of {len(files)} images in {folder} (not cached)"
-    cache = StatisticsCache(cache_dir)
-    key = reference_key(folder, files, resize_to, extractor.weights_digest)
-    stats = cache.get(key)
+    cache = StatisticsCache(cache_dir) if cache_dir is not None else None
+    key = reference_key(folder, files, resize_to, extractor.weights_digest) if cache else None
+    stats = cache.get(key) if cache else None
     if stats is not None:
         return stats, f"reference statistics of {stats.count} images in {folder}: cached in {cache.path(key)}"
     stats = statistics_of(folder_features(extractor, files, resize_to, f"features of {folder}"))
+    if cache is None:
+        return stats, f"reference statistics of {len(files)} images in {folder} (not cached)"
     path = cache.put(key, stats, folder)
     return stats, f"reference statistics of {stats.count} images in {folder}: computed, cached in {path}"
-
-
-def fid_of_folder(extractor, folder, reference, resize_to=None, desc=None):
-    """FID of the images in ``folder`` against the ``reference`` statistics."""
-    return frechet_distance(folder_statistics(extractor, folder, resize_to, desc), reference)

@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 
 from util import checkpoint  # noqa: E402
 from util.cli import run_main  # noqa: E402
-from util.errors import CheckpointError, OptionError  # noqa: E402
+from util.errors import CheckpointError, OptionError, few  # noqa: E402
 
 POWER_ITERATIONS = 30
 EPS = 1e-12  # as SpectralNormed.eps
@@ -95,9 +95,9 @@ def check_same_architecture(states, labels):
         if only_first or only_this:
             parts = []
             if only_first:
-                parts.append(f"missing in {label}: {_key_list(only_first)}")
+                parts.append(f"missing in {label}: {few(only_first)}")
             if only_this:
-                parts.append(f"missing in {first_label}: {_key_list(only_this)}")
+                parts.append(f"missing in {first_label}: {few(only_this)}")
             raise CheckpointError(f"{first_label} and {label} have different architectures ({'; '.join(parts)}); "
                                   f"only checkpoints of the same model can be averaged.")
         for key in first:
@@ -109,10 +109,6 @@ def check_same_architecture(states, labels):
             if _is_float(a) != _is_float(b):
                 raise CheckpointError(f"{key} is {a.dtype} in {first_label} but {b.dtype} in {label}; only "
                                       f"checkpoints of the same model can be averaged.")
-
-
-def _key_list(keys, shown=5):
-    return ", ".join(keys[:shown]) + (f" ... ({len(keys)} in all)" if len(keys) > shown else "")
 
 
 def average_states(states, labels=None, iterations=POWER_ITERATIONS):
@@ -244,7 +240,7 @@ def main(argv=None):
               f"{len(report['spectral'])} spectral-norm layers re-estimated ({args.power_iterations} power "
               f"iterations), {len(report['copied'])} integer/bool tensors copied from tag {tags[-1]}")
         if report["differing"]:
-            print(f"note: {name}: {_key_list(report['differing'])} differ between the checkpoints; copied from "
+            print(f"note: {name}: {few(report['differing'])} differ between the checkpoints; copied from "
                   f"tag {tags[-1]}")
     print(f"use it with --which_epoch {out}")
     return 0

@@ -74,7 +74,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data.folders import find_label_dir, test_labels  # noqa: E402
+from data.folders import examples, find_label_dir, test_labels  # noqa: E402
 from data.image_io import read_image, read_label  # noqa: E402
 from data.segmenter import DemoSegmenter, fit_from_folder, mask_accuracy  # noqa: E402
 from options.base_options import positive_int  # noqa: E402
@@ -246,10 +246,6 @@ def resize_to_label(image, label):
 
 # -- style references ---------------------------------------------------------------------------------------------
 
-def _examples(names, limit=5):
-    return ", ".join(names[:limit]) + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
-
-
 def style_references(json_path, ref_dir, label_names):
     """{label file name: reference photo path}, checked against the label maps and the files in ``ref_dir``."""
     if not os.path.isfile(json_path):
@@ -270,15 +266,15 @@ def style_references(json_path, ref_dir, label_names):
     unknown = sorted(set(mapping) - set(label_names))
     if unknown:
         raise DatasetError(f"{json_path}: {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} for label maps "
-                           f"that are not in the label folder: {_examples(unknown)}.")
+                           f"that are not in the label folder: {examples(unknown)}.")
     without = sorted(set(label_names) - set(mapping))
     if without:
         raise DatasetError(f"{json_path}: {len(without)} label map(s) have no reference photo entry: "
-                           f"{_examples(without)}.")
+                           f"{examples(without)}.")
     refs = {name: os.path.join(ref_dir, mapping[name]) for name in label_names}
     missing = [f"{path} (for {name})" for name, path in refs.items() if not os.path.isfile(path)]
     if missing:
-        raise DatasetError(f"{json_path}: {len(missing)} reference photo(s) not found: {_examples(missing)}.")
+        raise DatasetError(f"{json_path}: {len(missing)} reference photo(s) not found: {examples(missing)}.")
     return refs
 
 
@@ -403,9 +399,8 @@ def main(argv=None):
               "per_image": per_image}
     print_report(result)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+        from util.checkpoint import write_text
+        write_text(args.json, json.dumps(result, indent=2))
         print(f"JSON: {args.json}")
     return 0
 

@@ -81,16 +81,6 @@ def fid_term(fid):
     return (100.0 - float(fid)) / 100.0
 
 
-def main_track_score(mask_acc, aesthetic, fid):
-    """``mask_acc * (aesthetic/10*0.5 + (100-FID)/100*0.5)``."""
-    return float(mask_acc) * (float(aesthetic) / 10.0 * 0.5 + fid_term(fid) * 0.5)
-
-
-def style_track_score(mask_acc, aesthetic, style, fid):
-    """``mask_acc * (aesthetic*0.2 + (style*0.5+0.5)*0.3 + (100-FID)/100*0.5)``; ``style`` is the raw correlation."""
-    return float(mask_acc) * (float(aesthetic) * 0.2 + style_similarity(style) * 0.3 + fid_term(fid) * 0.5)
-
-
 # Each formula as (name, text, factor term, [(term, contribution(value))]) so availability is data, not code paths.
 _FORMULAS = (
     ("main_track", MAIN_TRACK, [("aesthetic", lambda a: a / 10.0 * 0.5), ("fid", lambda f: fid_term(f) * 0.5)]),
@@ -118,3 +108,13 @@ def evaluate_formulas(mask_acc=None, aesthetic=None, fid=None, style=None):
         out[name] = {"formula": text, "terms": terms, "available": not missing, "missing": missing,
                      "value": None if missing else partial, "partial_value": partial}
     return out
+
+
+def main_track_score(mask_acc, aesthetic, fid):
+    """``mask_acc * (aesthetic/10*0.5 + (100-FID)/100*0.5)``."""
+    return evaluate_formulas(mask_acc, aesthetic, fid)["main_track"]["value"]
+
+
+def style_track_score(mask_acc, aesthetic, style, fid):
+    """``mask_acc * (aesthetic*0.2 + (style*0.5+0.5)*0.3 + (100-FID)/100*0.5)``; ``style`` is the raw correlation."""
+    return evaluate_formulas(mask_acc, aesthetic, fid, style)["style_track"]["value"]
