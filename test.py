@@ -14,7 +14,11 @@ CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json) after every run.
 The FID needs pytorch-fid's Inception weights (--inception_weights); without
 them test.py makes a single run with --seed and says so. The statistics of
 the training photos are cached in CHECKPOINTS_DIR/NAME/fid_stats/.
-test_phase.py is the single-run command; every generation flag of it works here.
+test_phase.py is the single-run command; every generation flag of it works here,
+including the style track's (reference photos from --ref_json, default
+LABEL_DIR/../label_to_img.json, found in --img_path; --sample_style,
+--allow_missing_ref, --color_transfer): see test_phase.py --help. With mean
+style codes and no seg noise all runs give the same images.
 """
 
 import json
@@ -22,43 +26,24 @@ import os
 import shutil
 import sys
 
+from data import references
 from options import test_options
 from options.base_options import explicit_flags, positive_int
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS
 from util import device
 from util.cli import run_main
-from util.errors import DatasetError, WeightsFileError
+from util.errors import WeightsFileError
 
 
 def add_selection_options(parser):
     g = parser.add_argument_group("seed selection by FID")
     g.add_argument("--n_runs", type=positive_int, default=20,
                    help="generation runs, each with its own seed; the run with the lowest FID is kept")
-    g.add_argument("--img_path", default=None, metavar="DIR",
-                   help="training photos, the FID reference (default: the imgs/ folder of the --input_path the "
-                        "experiment was trained with, read from its opt.json)%(default).0s")
     g.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
                    help="pytorch-fid's FID Inception weights; without them a single run is made")
     g.add_argument("--fid_batch_size", type=positive_int, default=50, help="images per Inception batch")
     g.add_argument("--report", default=None, metavar="FILE",
                    help="JSON report of the runs (default: CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json)%(default).0s")
-
-
-def reference_photos(opt, folder):
-    """--img_path, or the imgs/ folder of the training data saved in the experiment's opt.json."""
-    if opt.img_path:
-        return opt.img_path
-    from options.base_options import load_saved_options
-    saved = load_saved_options(folder) or {}
-    train_root = saved.get("input_path")
-    if not train_root:
-        raise DatasetError(f"{folder}/opt.json does not name the training data; pass --img_path DIR (the "
-                           f"training photos, the FID reference).")
-    photos = os.path.join(train_root, "imgs")
-    if not os.path.isdir(photos):
-        raise DatasetError(f"{photos}: the training photos of this experiment (from {folder}/opt.json) are not "
-                           f"there; pass --img_path DIR.")
-    return photos
 
 
 def move_images(src, dst):
@@ -83,21 +68,24 @@ def main(argv=None):
               f"Making a single run with --seed {opt.seed}.")
         import test_phase
         return test_phase.generate(opt, notes)
-    photos = reference_photos(opt, folder)
+    photos = references.training_photos(opt)
     use_cuda = device.setup(opt.gpu)
 
+    from data.folders import test_labels
     from data.pure_colour import from_options
     from util import checkpoint, fid_stats
     from util.generation import load_generator
     from util.selection import generate_and_score, run_seeds
 
-    for note in notes:
+    labels = test_labels(opt.input_path, opt.max_dataset_size)
+    style, style_notes = references.from_options(opt, [os.path.basename(p) for p in labels])
+    for note in [*notes, *style_notes]:
         print(note)
     pure = from_options(opt)
     extractor = fid_stats.load_extractor(opt.inception_weights, opt.fid_batch_size)
     reference, where = fid_stats.reference_statistics(extractor, photos, os.path.join(folder, "fid_stats"))
     print(where)
-    nets = load_generator(opt)
+    nets = load_generator(opt, style_encoder=style is not None)
     seeds = run_seeds(opt.seed, opt.n_runs)
     print(f"{opt.n_runs} runs with {opt.name} (checkpoint {opt.which_epoch}) on {'GPU' if use_cuda else 'CPU'}, "
           f"seeds {', '.join(map(str, seeds[:4]))}{' ...' if len(seeds) > 4 else ''}; best kept in {opt.output_path}")
@@ -108,7 +96,7 @@ def main(argv=None):
     for index, seed in enumerate(seeds):
         opt.seed = seed
         fid = generate_and_score(nets, opt, opt.input_path, run_dir, extractor, reference, pure=pure,
-                                 desc=f"run {index + 1}/{len(seeds)}")
+                                 desc=f"run {index + 1}/{len(seeds)}", style=style)
         runs.append({"run": index, "seed": seed, "fid": fid})
         if best is None or fid < best["fid"]:
             best = runs[-1]
@@ -118,7 +106,9 @@ def main(argv=None):
         checkpoint.write_text(report_path, json.dumps(
             {"name": opt.name, "which_epoch": opt.which_epoch, "labels": os.path.abspath(opt.input_path),
              "reference": os.path.abspath(photos), "reference_count": reference.count,
-             "output_path": os.path.abspath(opt.output_path), "runs": runs, "best": best,
+             "output_path": os.path.abspath(opt.output_path),
+             "style_references": style.json_path if style is not None else None,
+             "sample_style": opt.sample_style, "color_transfer": opt.color_transfer, "runs": runs, "best": best,
              "finished": index + 1 == len(seeds)}, indent=1))
     shutil.rmtree(run_dir, ignore_errors=True)
     move_images(best_dir, opt.output_path)

@@ -2,24 +2,42 @@
 
 This module owns scene generation (``make_scene``), writing a dataset folder in
 the real layout (``write_dataset``: ``train/imgs``, ``train/labels``,
-``test/imgs``, ``test/labels``) and the ``python -m data.demo`` command line.
-A scene is built in two steps: a *material* map is painted back to front
-(sky, mountains, hills, ground, water, shore, path, trees, rocks, buildings),
-each material belonging to one landscape class; then every material is
-coloured with its base colour, texture noise and lighting. Image ``k`` of a
-split depends only on ``(seed, split, k)`` and the size, never on ``--num``.
-Pure NumPy/OpenCV (no Jittor).
+``test/imgs``, ``test/labels``, ``test/label_to_img.json``) and the
+``python -m data.demo`` command line. A scene is built in two steps: a
+*material* map is painted back to front (sky, mountains, hills, ground, water,
+shore, path, trees, rocks, buildings), each material belonging to one
+landscape class; then every material is coloured with its base colour,
+texture noise and lighting. Image ``k`` of a split depends only on
+``(seed, split, k)`` and the size, never on ``--num``. Pure NumPy/OpenCV (no
+Jittor).
+
+Tones: each scene is lit in one of ``TONES``, equally likely and drawn first
+from the scene's rng (so ``scene_tone`` names it without rendering): midday
+(neutral), golden hour (warm orange light, warm sky near the horizon),
+overcast (desaturated, grey sky, flat light) and dusk (cool, darker, violet
+horizon). A tone grades every material and the sky alike, so photos of one
+tone share their global colour statistics (what a style encoder learns and
+what the histogram style metric measures).
+
+Style references: ``test/label_to_img.json`` maps each test label map to the
+training photo whose label map has the most similar classes: the highest
+intersection-over-union of the sets of classes present, ties broken by the
+largest shared area ``sum over classes of min(pixel fractions)``, then by
+the lowest index (``pick_reference``). It depends only on (seed, num,
+num_test, size), and is written with sorted keys.
 """
 
 import argparse
+import json
 import os
 import sys
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from data.image_io import save_image, save_label
-from data.labels import CLASS_ID
+from data.labels import CLASS_ID, NUM_CLASSES
 from util.cli import run_main
 from util.errors import OptionError
 
@@ -54,6 +72,39 @@ _BASE_RGB = np.array([m[2] for m in _MATERIALS], dtype=np.float32)
 WATER_KINDS = ("sea", "lake", "river", "water")
 
 TRAIN_PREFIX, TEST_PREFIX = "demo", "test"
+REFERENCE_JSON = "label_to_img.json"
+
+
+class Tone(NamedTuple):
+    """The lighting of a scene: how the neutral rendering is graded, and its sky.
+
+    ``light`` multiplies R, G, B of every pixel (sky included); ``saturation``
+    scales the distance of each colour from its grey (luma) value;
+    ``brightness`` scales everything; ``shading`` scales the relief of the
+    lighting (1 as at midday, < 1 flatter). ``sky_top``, ``sky_horizon`` and
+    ``cloud`` are the sky colours before grading; ``cover`` the range of
+    cloudiness drawn (0 clear .. 1 overcast).
+    """
+    name: str
+    light: tuple
+    saturation: float
+    brightness: float
+    shading: float
+    sky_top: tuple
+    sky_horizon: tuple
+    cloud: tuple
+    cover: tuple
+
+
+# name, light RGB, saturation, brightness, shading, sky top, sky at the horizon, cloud, cloud cover range
+TONES = (
+    Tone("midday",   (1.00, 1.00, 1.00), 1.00, 1.00, 1.0, (62, 122, 200), (178, 206, 232), (238, 238, 243), (0.0, 0.6)),
+    Tone("golden",   (1.12, 0.93, 0.70), 1.10, 0.98, 1.2, (78, 122, 212), (236, 206, 178), (252, 226, 204), (0.0, 0.5)),
+    Tone("overcast", (0.98, 1.00, 1.03), 0.45, 0.86, 0.5, (168, 172, 180), (204, 206, 210), (222, 223, 226), (0.7, 1.0)),
+    Tone("dusk",     (0.74, 0.82, 1.06), 0.85, 0.70, 0.8, (46, 60, 124), (196, 160, 190), (150, 140, 170), (0.0, 0.5)),
+)
+TONE_NAMES = tuple(t.name for t in TONES)
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 # ----------------------------------------------------------------------------- noise
@@ -287,38 +338,51 @@ def _paint_building(rng, cv, horizon, water):
 
 
 # ----------------------------------------------------------------------------- rendering
-def _render(rng, cv, horizon):
-    """Colour the material map: base colour x texture x shade x sunlight, clouds in the sky."""
+def draw_tone(rng):
+    """The scene's lighting: one of ``TONES``, equally likely (the first draw of a scene's rng)."""
+    return TONES[int(rng.integers(len(TONES)))]
+
+
+def _grade(rgb, tone):
+    """Apply a tone's saturation, light colour and brightness to float RGB pixels (any leading shape)."""
+    grey = (rgb @ _LUMA)[..., None]
+    return (grey + tone.saturation * (rgb - grey)) * (np.array(tone.light, np.float32) * tone.brightness)
+
+
+def _render(rng, cv, horizon, tone):
+    """Colour the material map: base colour x texture x shade x sunlight, clouds in the sky, then the tone."""
     h, w = cv.h, cv.w
     rgb = np.zeros((h, w, 3), np.float32)
     jitter = rng.uniform(0.94, 1.06, 3).astype(np.float32)  # white balance of this "camera"
     sun = (1.0 + rng.uniform(-0.06, 0.06) * (cv.xx / w - 0.5) * 2).astype(np.float32)
+    relief = 1.0 + tone.shading * (cv.shade * sun - 1.0)
     for mid in np.unique(cv.material):
         name, _cls, base, amp, cells, stretch = _MATERIALS[mid]
         m = cv.material == mid
         if name == "sky":
-            colour = _sky(rng, cv, horizon)[m]
+            colour = _sky(rng, cv, horizon, tone)[m]
         else:
             tex = 1.0 + amp * _fractal(rng, h, w, cells, octaves=3, stretch=stretch)
-            colour = (base * rng.uniform(0.96, 1.04, 3))[None, :] * (tex * cv.shade * sun)[m][:, None]
+            colour = (base * rng.uniform(0.96, 1.04, 3))[None, :] * (tex * relief)[m][:, None]
         rgb[m] = colour
-    rgb *= jitter
+    rgb = _grade(rgb, tone) * jitter
     sigma = max(0.4, 0.6 * h / 384)  # a little lens softness on edges
     rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def _sky(rng, cv, horizon):
+def _sky(rng, cv, horizon, tone):
+    """Ungraded sky of a tone: a top-to-horizon gradient with clouds, greyer on their undersides low down."""
     h, w = cv.h, cv.w
-    top = np.array([62, 122, 200], np.float32) * rng.uniform(0.92, 1.08, 3)
-    low = np.array([178, 206, 232], np.float32) * rng.uniform(0.96, 1.04, 3)
+    top = np.array(tone.sky_top, np.float32) * rng.uniform(0.92, 1.08, 3)
+    low = np.array(tone.sky_horizon, np.float32) * rng.uniform(0.96, 1.04, 3)
     t = np.clip(cv.yy / max(horizon, 1.0), 0, 1)[..., None] ** 0.8
     sky = top * (1 - t) + low * t
-    cover = rng.uniform(0.0, 0.6)  # how cloudy
+    cover = rng.uniform(*tone.cover)  # how cloudy
     n = _fractal(rng, h, w, 5, octaves=4, stretch=2.5)
     alpha = np.clip((n - (0.45 - 0.6 * cover)) / 0.35, 0, 1)[..., None] * 0.92
-    cloud = (238 + 14 * _fractal(rng, h, w, 10, octaves=2))[..., None] * np.array([1.0, 1.0, 1.02], np.float32)
-    cloud *= (1.0 - 0.12 * np.clip(cv.yy / max(horizon, 1.0), 0, 1))[..., None]  # grey undersides low down
+    cloud = (1.0 + 0.06 * _fractal(rng, h, w, 10, octaves=2))[..., None] * np.array(tone.cloud, np.float32)
+    cloud *= (1.0 - 0.12 * np.clip(cv.yy / max(horizon, 1.0), 0, 1))[..., None]
     return sky * (1 - alpha) + cloud * alpha
 
 
@@ -328,14 +392,16 @@ def _rng(rng_or_seed):
     return np.random.default_rng(rng_or_seed)
 
 
-def make_scene(rng_or_seed, width, height):
+def make_scene(rng_or_seed, width, height, return_tone=False):
     """Generate one landscape: ``(rgb HxWx3 uint8, label HxW uint8 class ids)``.
 
     ``rng_or_seed`` is a ``numpy.random.Generator`` or anything
     ``numpy.random.default_rng`` accepts (an int, a list of ints).
-    The same seed and size always give the same arrays.
+    The same seed and size always give the same arrays. With ``return_tone``
+    the result is ``(rgb, label, tone_name)``, the name one of ``TONE_NAMES``.
     """
     rng = _rng(rng_or_seed)
+    tone = draw_tone(rng)
     w, h = int(width), int(height)
     cv = _Canvas(h, w)
     horizon = h * rng.uniform(0.38, 0.56)
@@ -348,14 +414,50 @@ def make_scene(rng_or_seed, width, height):
     _paint_building(rng, cv, horizon, water)
     _paint_trees(rng, cv, horizon, water)
     _paint_rocks(rng, cv, horizon)
-    rgb = _render(rng, cv, horizon)
-    return rgb, MATERIAL_CLASS[cv.material]
+    rgb = _render(rng, cv, horizon, tone)
+    label = MATERIAL_CLASS[cv.material]
+    return (rgb, label, tone.name) if return_tone else (rgb, label)
 
 
 # ----------------------------------------------------------------------------- dataset
 def scene_seed(seed, split, index):
     """The seed of image ``index`` of ``split`` ("train" or "test"): independent of the split size."""
     return [int(seed), 0 if split == "train" else 1, int(index)]
+
+
+def scene_tone(seed, split, index):
+    """The tone name of image ``index`` of ``split``, without rendering it (its rng's first draw)."""
+    return draw_tone(np.random.default_rng(scene_seed(seed, split, index))).name
+
+
+def class_fractions(label, label_nc=NUM_CLASSES):
+    """Fraction of the pixels of a label map in each class: (label_nc,) float64 summing to 1."""
+    label = np.asarray(label)
+    return np.bincount(label.ravel(), minlength=label_nc)[:label_nc] / label.size
+
+
+def pick_reference(fractions, candidates):
+    """Index of the candidate row (class fractions) that best matches ``fractions`` as a style reference.
+
+    Highest intersection-over-union of the sets of classes present first,
+    then the largest shared area ``sum(min(fractions, candidate))``, then
+    the lowest index.
+    """
+    present, cand_present = fractions > 0, candidates > 0
+    iou = (cand_present & present).sum(1) / (cand_present | present).sum(1)
+    shared = np.minimum(candidates, fractions).sum(1)
+    return int(np.lexsort((np.arange(len(candidates)), -shared, -iou))[0])
+
+
+def reference_mapping(test_fractions, train_fractions):
+    """``{test label file: training photo file}`` by ``pick_reference``, for class fractions in index order."""
+    train_fractions = np.asarray(train_fractions)
+    return {_file_name(TEST_PREFIX, i, ".png"): _file_name(TRAIN_PREFIX, pick_reference(f, train_fractions), ".jpg")
+            for i, f in enumerate(test_fractions)}
+
+
+def _file_name(prefix, index, ext):
+    return f"{prefix}_{index:05d}{ext}"
 
 
 def check_args(num, width, height, num_test, seed=0):
@@ -380,8 +482,9 @@ def write_dataset(out, num, width, height, seed=0, num_test=None, progress=True)
     """Write ``num`` training pairs and ``num_test`` test pairs under ``out``.
 
     Layout: ``out/train/imgs/demo_00000.jpg`` + ``out/train/labels/demo_00000.png``
-    and ``out/test/imgs/test_00000.jpg`` + ``out/test/labels/test_00000.png``.
-    Returns ``(num, num_test)``.
+    and ``out/test/imgs/test_00000.jpg`` + ``out/test/labels/test_00000.png``,
+    plus the style references ``out/test/label_to_img.json`` (see
+    ``reference_mapping``). Returns ``(num, num_test)``.
     """
     check_args(num, width, height, num_test, seed)
     if num_test is None:
@@ -393,11 +496,16 @@ def write_dataset(out, num, width, height, seed=0, num_test=None, progress=True)
     if progress:
         from tqdm import tqdm
         jobs = tqdm(jobs, desc="demo scenes", unit="img", file=sys.stderr)
+    fractions = {"train": [], "test": []}
     for split, prefix, i in jobs:
         rgb, label = make_scene(scene_seed(seed, split, i), width, height)
-        name = f"{prefix}_{i:05d}"
-        save_image(os.path.join(out, split, "imgs", name + ".jpg"), rgb)
-        save_label(os.path.join(out, split, "labels", name + ".png"), label)
+        save_image(os.path.join(out, split, "imgs", _file_name(prefix, i, ".jpg")), rgb)
+        save_label(os.path.join(out, split, "labels", _file_name(prefix, i, ".png")), label)
+        fractions[split].append(class_fractions(label))
+    mapping = reference_mapping(fractions["test"], fractions["train"])
+    with open(os.path.join(out, "test", REFERENCE_JSON), "w", encoding="utf-8") as f:
+        json.dump(mapping, f, sort_keys=True, indent=1)
+        f.write("\n")
     return num, num_test
 
 
@@ -405,7 +513,11 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m data.demo",
         description="Generate a procedural landscape dataset (photos + class-id label maps) in the "
-                    "layout the trainer reads: DIR/train/{imgs,labels} and DIR/test/{imgs,labels}.")
+                    "layout the trainer reads: DIR/train/{imgs,labels} and DIR/test/{imgs,labels}. "
+                    "Each scene is lit in one of the tones " + ", ".join(TONE_NAMES) + ". "
+                    "DIR/test/label_to_img.json gives each test label map a style reference: the training "
+                    "photo whose label map has the highest intersection-over-union of present classes "
+                    "(ties: largest shared class area, then lowest index).")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing; files of the same name are overwritten, others are left alone)")
     p.add_argument("--num", type=int, default=200, help="number of training pairs (default: 200)")
     p.add_argument("--width", type=int, default=512, help="image width in pixels (default: 512)")
@@ -423,7 +535,7 @@ def main(argv=None):
     num, num_test = write_dataset(args.out, args.num, args.width, args.height, args.seed, args.num_test,
                                   progress=not args.no_progress)
     print(f"wrote {num} train and {num_test} test pairs of {args.width}x{args.height} (seed {args.seed}) "
-          f"to {args.out}")
+          f"to {args.out}; style references: {os.path.join(args.out, 'test', REFERENCE_JSON)}")
     return 0
 
 

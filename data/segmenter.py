@@ -2,9 +2,12 @@
 
 This module owns ``DemoSegmenter``: it learns, from (photo, label map) pairs,
 a Gaussian mixture per landscape class over a few per-pixel features (Lab
-colour of a lightly blurred image and the normalised row position), labels
-each pixel of a new photo with the most likely class, then smooths the result
-with a majority (mode) filter. It needs no external weights; it is meant to
+colour of a lightly blurred image, the normalised row position and, as
+context, the image's mean Lab colour), labels each pixel of a new photo with
+the most likely class, then smooths the result with a majority (mode) filter.
+The context columns let each Gaussian shift its colour with the photo's global
+tone (the demo scenes are lit at midday, golden hour, overcast or dusk), so
+one model reads all tones. It needs no external weights; it is meant to
 score how well generated images reproduce the classes of their input label
 maps on the procedural demo data (``data.demo``). The features are measured
 on a blurred image and the fit also sees blurred copies of the photos, so
@@ -21,7 +24,8 @@ from data.image_io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, list_files, read_i
 from data.labels import NUM_CLASSES
 from util.errors import DatasetError, WeightsFileError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 files predate the context columns
 
 
 def _odd(n):
@@ -29,11 +33,13 @@ def _odd(n):
     return n if n % 2 else n + 1
 
 
-def pixel_features(image, blur=0.006, row_scale=60.0):
-    """Per-pixel features of an HxWx3 uint8 RGB image as an (H*W, 4) float32 array.
+def pixel_features(image, blur=0.006, row_scale=60.0, context=True):
+    """Per-pixel features of an HxWx3 uint8 RGB image as an (H*W, 7) float32 array.
 
     Columns: L, a, b of the image blurred with a Gaussian of ``blur * H``
-    pixels, and the row position ``y / (H - 1) * row_scale``.
+    pixels, the row position ``y / (H - 1) * row_scale`` and, with
+    ``context``, the mean L, a, b of the whole blurred image (the same in
+    every row); without it the array is (H*W, 4).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -45,7 +51,10 @@ def pixel_features(image, blur=0.006, row_scale=60.0):
         rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(-1, 3)
     rows = np.repeat(np.linspace(0.0, row_scale, h, dtype=np.float32), w)
-    return np.concatenate([lab, rows[:, None]], 1)
+    columns = [lab, rows[:, None]]
+    if context:
+        columns.append(np.broadcast_to(lab.mean(0), lab.shape))
+    return np.concatenate(columns, 1)
 
 
 def _kmeans(x, k, rng, iters=20):
@@ -84,20 +93,21 @@ class DemoSegmenter:
     (fractions of the height) whose blurred copies are added to the fit data;
     ``mode_size`` the majority-filter window as a fraction of the height
     (0 disables it); ``prior_power`` how strongly class frequencies act as priors;
-    ``max_samples`` pixels sampled per class for fitting.
+    ``max_samples`` pixels sampled per class for fitting; ``context`` adds
+    the image's mean colour to the features (see ``pixel_features``).
     """
 
     def __init__(self, label_nc=NUM_CLASSES, components=3, blur=0.006, augment_blur=(0.012, 0.02),
-                 mode_size=0.02, prior_power=1.0, max_samples=40000, row_scale=60.0, seed=0):
+                 mode_size=0.02, prior_power=1.0, max_samples=40000, row_scale=60.0, seed=0, context=True):
         self.config = dict(label_nc=int(label_nc), components=int(components), blur=float(blur),
                            augment_blur=[float(b) for b in augment_blur], mode_size=float(mode_size),
                            prior_power=float(prior_power), max_samples=int(max_samples),
-                           row_scale=float(row_scale), seed=int(seed))
+                           row_scale=float(row_scale), seed=int(seed), context=bool(context))
         self.means = self.precisions = self.log_norm = self.comp_class = None
 
     # -- fitting -----------------------------------------------------------------
     def _features(self, image):
-        return pixel_features(image, self.config["blur"], self.config["row_scale"])
+        return pixel_features(image, self.config["blur"], self.config["row_scale"], self.config["context"])
 
     def fit(self, images, labels):
         """Fit from lists of HxWx3 uint8 photos and HxW uint8 label maps; returns self."""
@@ -210,9 +220,11 @@ class DemoSegmenter:
             raise WeightsFileError(f"{path}: segmenter file not found.")
         try:
             with np.load(path, allow_pickle=False) as z:
-                if int(z["version"]) != FORMAT_VERSION:
-                    raise WeightsFileError(f"{path}: segmenter file version {int(z['version'])}, expected {FORMAT_VERSION}.")
-                seg = cls(**json.loads(str(z["config"])))
+                version = int(z["version"])
+                if version not in READABLE_VERSIONS:
+                    raise WeightsFileError(f"{path}: segmenter file version {version}, expected one of "
+                                           f"{READABLE_VERSIONS}.")
+                seg = cls(**{"context": False, **json.loads(str(z["config"]))})
                 seg._set(z["means"], z["covs"], z["log_w"], z["comp_class"])
         except (KeyError, ValueError, OSError) as err:
             raise WeightsFileError(f"{path}: not a DemoSegmenter file ({err}).") from None

@@ -47,10 +47,18 @@ def network_names(opt, with_discriminator):
     return names
 
 
+def generator_class(opt):
+    """The generator class selected by --netG."""
+    if getattr(opt, "netG", "spade") == "spade_edge":
+        from models.edge_generator import EdgeGuidedGenerator
+        return EdgeGuidedGenerator
+    return SPADEGenerator
+
+
 def build_networks(opt, with_discriminator, progressive_levels=1):
     """Return {name: network} for ``network_names``; G gets the to-RGB heads of
     ``progressive_levels`` resolution levels when that is more than 1."""
-    builders = {"G": lambda: SPADEGenerator(opt, progressive_levels), "E": lambda: MaskEncoder(opt),
+    builders = {"G": lambda: generator_class(opt)(opt, progressive_levels), "E": lambda: MaskEncoder(opt),
                 "Es": lambda: ImageEncoder(opt), "D": lambda: MultiscaleDiscriminator(opt)}
     nets = {name: init_weights(builders[name]()) for name in network_names(opt, with_discriminator)}
     # Jittor draws random numbers when an op runs, not when it is created: run the

@@ -174,6 +174,8 @@ class SPADETrainer:
             terms["G_Inception"] = self.inception_loss(fake, real_small) * opt.lambda_inception
         if opt.lambda_l1 > 0:
             terms["G_L1"] = (fake - real_small).abs().mean() * opt.lambda_l1
+        if opt.lambda_style > 0:
+            terms["G_style"] = losses.colour_style_loss(fake, real_small) * opt.lambda_style
         if kld is not None:
             terms["KLD"] = kld
         total = sum(terms.values())

@@ -13,7 +13,7 @@ from util.errors import OptionError
 ARCHITECTURE_KEYS = (
     "label_nc", "crop_size", "aspect_ratio", "ngf", "ndf", "num_D", "n_layers_D",
     "norm_G", "norm_D", "norm_E", "num_upsampling_layers", "use_vae", "encode_mask",
-    "z_dim", "spade_hidden", "use_seg_noise",
+    "z_dim", "spade_hidden", "use_seg_noise", "netG",
 )
 
 # Upsamplings of the generator per --num_upsampling_layers (its up blocks are one fewer).
@@ -90,8 +90,14 @@ def add_data_options(parser):
                    help="use at most this many samples (first ones in name order)")
 
 
+GENERATORS = ("spade", "spade_edge")
+
+
 def add_generator_options(parser):
     g = parser.add_argument_group("generator")
+    g.add_argument("--netG", choices=GENERATORS, default="spade",
+                   help="spade: the SPADE generator; spade_edge: SPADE with an edge branch whose attention gates "
+                        "the image features and a semantic-preserving output head (models/edge_generator.py)")
     g.add_argument("--ngf", type=positive_int, default=64, help="base channel count of the generator and encoders")
     g.add_argument("--norm_G", default="spectralspadesyncbatch3x3",
                    help="generator normalisation: [spectral]spade{syncbatch,batch,instance}KxK; 'spectral' "

@@ -1,8 +1,11 @@
 """Generation options. Architecture options come from the experiment's saved opt.json; the
-optional pure-colour switch (``--use_pure``, see ``data.pure_colour``) is resolved here too."""
+optional pure-colour switch (``--use_pure``, see ``data.pure_colour``) and the style-track
+flags (reference photos, see ``data.references``; colour transfer, see
+``data.colour_transfer``) are defined and checked here too."""
 
 import os
 
+from data.colour_transfer import METHODS as COLOUR_TRANSFER_METHODS
 from data.pure_colour import DEFAULT_THRESHOLD, default_path
 from options import base_options as base
 from util.errors import OptionError
@@ -25,8 +28,31 @@ def add_generation_options(parser):
                    help="fraction of the pixels one class must exceed for --use_pure to apply (0 <= t < 1)")
 
 
+def add_style_options(parser):
+    g = parser.add_argument_group("style track (reference photos)")
+    g.add_argument("--ref_json", default=None, metavar="FILE",
+                   help="reference mapping {\"label.png\": \"train_photo.jpg\", ...}: each label map takes the style "
+                        "of its reference photo (in --img_path). Default: INPUT_PATH/../label_to_img.json when that "
+                        "file exists; 'none' = do not use references (random style codes)%(default).0s")
+    g.add_argument("--img_path", default=None, metavar="DIR",
+                   help="the training photos: where the reference photos are (and, for test.py, the FID "
+                        "reference). Default: the imgs/ folder of the --input_path the experiment was trained "
+                        "with, read from its opt.json%(default).0s")
+    g.add_argument("--allow_missing_ref", **base.SWITCH,
+                   help="label maps without a reference (no entry, or the photo file is missing) get a random "
+                        "style instead of stopping with an error; entries for label maps that are not in "
+                        "--input_path are ignored. The count is reported")
+    g.add_argument("--sample_style", **base.SWITCH,
+                   help="draw each style code from the encoder's distribution N(mu, sigma) (reproducible per seed "
+                        "and file name) instead of using its mean mu (the default, deterministic)")
+    g.add_argument("--color_transfer", choices=COLOUR_TRANSFER_METHODS, default="none",
+                   help="post-process: reinhard matches the mean and standard deviation of each LAB channel to the "
+                        "reference photo, class by class over the classes both label maps show (the whole image "
+                        "when the reference has no label map or no class is shared); needs reference photos")
+
+
 def build_parser(description=None, *component_groups):
-    return base.build_parser(description, add_generation_options, *component_groups)
+    return base.build_parser(description, add_generation_options, add_style_options, *component_groups)
 
 
 def parse(argv=None, description=None, parser=None):
@@ -57,4 +83,7 @@ def parse(argv=None, description=None, parser=None):
         if taken:
             notes.append("architecture from opt.json: " + ", ".join(f"{k}={getattr(opt, k)}" for k in taken))
     base.validate_architecture(opt)
+    if opt.sample_style and not opt.use_vae:
+        raise OptionError("--sample_style samples the style encoder's codes, but the model was trained without "
+                          "--use_vae (it has no style encoder).")
     return opt, parser, notes

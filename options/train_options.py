@@ -75,6 +75,10 @@ def add_training_options(parser):
                    help="weight of a pixel L1 loss between generated and real photo (0 = off, as in SPADE); "
                         "useful when no VGG19 weights are available")
     g.add_argument("--lambda_kld", type=float, default=0.05, help="weight of the KL term of the VAE encoder")
+    g.add_argument("--lambda_style", type=float, default=0.0,
+                   help="weight of a colour-style loss (0 = off): 1 - correlation of soft 32-bin RGB histograms of "
+                        "the generated image and its style source, the paired photo (the style track's measure, "
+                        "made differentiable); useful with --use_vae")
 
     g = parser.add_argument_group("logging and checkpoints")
     g.add_argument("--print_freq", type=base.positive_int, default=100, help="iterations between loss-log lines")

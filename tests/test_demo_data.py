@@ -1,5 +1,6 @@
 """Tests of the procedural demo dataset (data.demo) and the demo segmenter (data.segmenter)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.demo import make_scene, write_dataset
+from data.demo import TONE_NAMES, make_scene, pick_reference, scene_tone, write_dataset
 from data.image_io import list_files, read_image, read_label
 from data.labels import CLASS_ID, NUM_CLASSES
 from data.segmenter import (DemoSegmenter, fit_from_folder, mask_accuracy, mean_mask_accuracy,
-                            paired_files)
+                            paired_files, pixel_features)
+from util.scoring import style_correlation
 from util.errors import DatasetError, OptionError, WeightsFileError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,6 +63,7 @@ def test_layout_counts_and_matching_stems(demo_set):
     assert train_imgs[0] == "demo_00000" and test_imgs[0] == "test_00000"
     assert not set(train_imgs) & set(test_imgs)
     assert sorted(os.listdir(demo_set)) == ["test", "train"]
+    assert sorted(os.listdir(os.path.join(demo_set, "test"))) == ["imgs", "label_to_img.json", "labels"]
 
 
 def test_photos_and_labels_are_valid(demo_set):
@@ -97,7 +100,8 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     for root, seed in ((a, 3), (b, 3), (c, 4)):
         write_dataset(root, 4, 96, 64, seed=seed, num_test=2, progress=False)
     files_a, files_b, files_c = _read_bytes(a), _read_bytes(b), _read_bytes(c)
-    assert len(files_a) == 12 and files_a == files_b
+    assert len(files_a) == 13 and files_a == files_b
+    assert os.path.join("test", "label_to_img.json") in files_a
     assert files_a.keys() == files_c.keys()
     assert all(files_a[k] != files_c[k] for k in files_a if k.endswith(".jpg"))
 
@@ -107,11 +111,102 @@ def test_image_k_does_not_depend_on_num(tmp_path):
     write_dataset(small, 2, 96, 64, seed=1, num_test=1, progress=False)
     write_dataset(big, 5, 96, 64, seed=1, num_test=3, progress=False)
     files_small, files_big = _read_bytes(small), _read_bytes(big)
-    assert files_small and all(files_big[k] == v for k, v in files_small.items())
+    pictures = [k for k in files_small if not k.endswith(".json")]  # the references depend on --num
+    assert len(pictures) == 6 and all(files_big[k] == files_small[k] for k in pictures)
 
 
 def test_default_num_test(tmp_path):
     assert write_dataset(str(tmp_path / "d"), 3, 64, 48, progress=False) == (3, 4)
+
+
+# ----------------------------------------------------------------------------- tones
+def _photos_and_tones(root, split, prefix):
+    folder = os.path.join(root, split, "imgs")
+    names = list_files(folder, (".jpg",))
+    assert names == [f"{prefix}_{i:05d}.jpg" for i in range(len(names))]
+    return [read_image(os.path.join(folder, n)) for n in names], [scene_tone(0, split, i) for i in range(len(names))]
+
+
+def test_scene_tone_names_the_tone_make_scene_renders():
+    for index in range(6):
+        seed = [5, 0, index]
+        rgb, label, tone = make_scene(seed, 64, 48, return_tone=True)
+        assert tone == scene_tone(5, "train", index) and tone in TONE_NAMES
+        rgb2, label2 = make_scene(seed, 64, 48)
+        assert np.array_equal(rgb, rgb2) and np.array_equal(label, label2)
+
+
+def test_tones_have_their_documented_colour_character(demo_set):
+    images, tones = _photos_and_tones(demo_set, "train", "demo")
+    assert set(tones) == set(TONE_NAMES), "all four tones among 40 scenes"
+    import cv2
+
+    def mean_of(tone, stat):
+        return np.mean([stat(im.astype(np.float64)) for im, t in zip(images, tones) if t == tone])
+
+    warmth = lambda im: (im[..., 0] - im[..., 2]).mean()  # noqa: E731
+    brightness = lambda im: im.mean()  # noqa: E731
+    saturation = lambda im: cv2.cvtColor(im.astype(np.uint8), cv2.COLOR_RGB2HSV)[..., 1].mean()  # noqa: E731
+    assert mean_of("golden", warmth) > mean_of("midday", warmth) + 15
+    assert mean_of("dusk", warmth) < mean_of("midday", warmth)
+    assert mean_of("dusk", brightness) < 0.8 * min(mean_of(t, brightness) for t in ("midday", "golden", "overcast"))
+    assert mean_of("overcast", saturation) < 0.7 * min(mean_of(t, saturation) for t in ("midday", "golden", "dusk"))
+
+
+def test_same_tone_photos_correlate_more_in_the_style_metric(demo_set):
+    test_images, test_tones = _photos_and_tones(demo_set, "test", "test")
+    train_images, train_tones = _photos_and_tones(demo_set, "train", "demo")
+    same, different = [], []
+    for image, tone in zip(test_images, test_tones):
+        for ref, ref_tone in zip(train_images, train_tones):
+            (same if tone == ref_tone else different).append(style_correlation(image, ref))
+    assert len(set(test_tones)) >= 2 and same and different
+    assert np.mean(same) > np.mean(different) + 0.2, (np.mean(same), np.mean(different))
+
+
+# ----------------------------------------------------------------------------- style references
+def _class_counts(path):
+    return np.bincount(read_label(path, NUM_CLASSES).ravel(), minlength=NUM_CLASSES)
+
+
+def _best_reference(counts, candidates):
+    """The rule, recomputed plainly: max class-set IoU, then max shared pixels, then the lowest index."""
+    def key(j):
+        a, b = set(np.flatnonzero(counts)), set(np.flatnonzero(candidates[j]))
+        return len(a & b) / len(a | b), int(np.minimum(counts, candidates[j]).sum()), -j
+    return max(range(len(candidates)), key=key)
+
+
+def test_label_to_img_json_points_each_test_map_to_its_best_training_photo(demo_set):
+    json_path = os.path.join(demo_set, "test", "label_to_img.json")
+    with open(json_path, encoding="utf-8") as f:
+        text = f.read()
+    mapping = json.loads(text)
+    assert text == json.dumps(mapping, sort_keys=True, indent=1) + "\n"
+    test_labels = list_files(os.path.join(demo_set, "test", "labels"), (".png",))
+    train_photos = list_files(os.path.join(demo_set, "train", "imgs"), (".jpg",))
+    assert sorted(mapping) == test_labels
+    assert set(mapping.values()) <= set(train_photos)
+    train_counts = [_class_counts(os.path.join(demo_set, "train", "labels", n.replace(".jpg", ".png")))
+                    for n in train_photos]
+    for label_name, photo in mapping.items():
+        counts = _class_counts(os.path.join(demo_set, "test", "labels", label_name))
+        ref_counts = train_counts[train_photos.index(photo)]
+        assert np.any((counts > 0) & (ref_counts > 0))
+        assert photo == train_photos[_best_reference(counts, train_counts)], label_name
+    assert len(set(mapping.values())) > 1
+
+
+def test_pick_reference_tie_breaks():
+    test = np.array([0.5, 0.3, 0.2, 0.0])
+    candidates = np.array([[0.9, 0.0, 0.0, 0.1],    # IoU 1/4
+                           [0.2, 0.7, 0.1, 0.0],    # IoU 1, shared 0.6
+                           [0.4, 0.3, 0.3, 0.0],    # IoU 1, shared 0.9
+                           [0.4, 0.3, 0.3, 0.0]])   # the same again: the lower index wins
+    assert pick_reference(test, candidates) == 2
+    assert pick_reference(test, candidates[[0, 1]]) == 1
+    assert pick_reference(test, candidates[[0]]) == 0
+    assert pick_reference(np.array([0.0, 0.0, 0.0, 1.0]), candidates) == 0  # the only one sharing a class
 
 
 @pytest.mark.parametrize("kwargs", [dict(num=0), dict(num=-2), dict(width=-5), dict(height=0), dict(num_test=-1),
@@ -129,6 +224,7 @@ def test_cli_help():
     assert result.returncode == 0
     for flag in ("--out", "--num", "--width", "--height", "--seed", "--num_test"):
         assert flag in result.stdout
+    assert "label_to_img.json" in result.stdout and all(t in result.stdout for t in TONE_NAMES)
 
 
 def test_cli_writes_dataset_and_summary(tmp_path):
@@ -136,6 +232,9 @@ def test_cli_writes_dataset_and_summary(tmp_path):
     result = _run_cli("--out", out, "--num", "2", "--width", "64", "--height", "48", "--num_test", "1")
     assert result.returncode == 0, result.stderr
     assert "2 train" in result.stdout and "1 test" in result.stdout
+    assert os.path.join(out, "test", "label_to_img.json") in result.stdout
+    with open(os.path.join(out, "test", "label_to_img.json"), encoding="utf-8") as f:
+        assert list(json.load(f)) == ["test_00000.png"]
     assert len(os.listdir(os.path.join(out, "train", "imgs"))) == 2
 
 
@@ -175,6 +274,32 @@ def test_segmenter_save_load_round_trip(demo_set, segmenter, tmp_path):
     for im in images[:3]:
         assert np.array_equal(segmenter.predict(im), loaded.predict(im))
     assert loaded.config == segmenter.config
+
+
+def test_pixel_features_context_columns_hold_the_mean_colour():
+    image = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    feats = pixel_features(image)
+    plain = pixel_features(image, context=False)
+    assert feats.shape == (12 * 16, 7) and plain.shape == (12 * 16, 4)
+    assert np.array_equal(feats[:, :4], plain)
+    assert np.allclose(feats[:, 4:], plain[:, :3].mean(0), atol=1e-4)
+
+
+def test_segmenter_reads_version_1_files_without_context(demo_set, tmp_path):
+    images, gts = _test_split(demo_set)
+    old = fit_from_folder(os.path.join(demo_set, "train", "imgs"), os.path.join(demo_set, "train", "labels"),
+                          max_images=10, context=False)
+    path = str(tmp_path / "old.npz")
+    old.save(path)
+    with np.load(path) as z:
+        arrays = dict(z)
+    config = json.loads(str(arrays["config"]))
+    del config["context"]  # as version 1 wrote it
+    arrays.update(version=np.array(1), config=np.array(json.dumps(config)))
+    np.savez(path, **arrays)
+    loaded = DemoSegmenter.load(path)
+    assert loaded.config["context"] is False
+    assert np.array_equal(loaded.predict(images[0]), old.predict(images[0]))
 
 
 def test_segmenter_load_errors(tmp_path):

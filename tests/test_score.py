@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import run_script
-from data.image_io import read_image, save_image
+from data.image_io import read_image, read_label, save_image
 from util import score, scoring
 from util.errors import DatasetError, OptionError, WeightsFileError
 
@@ -210,6 +210,75 @@ def test_style_similarity_against_reference_photos(tiny_dataset, tmp_path):
     assert [result["per_image"][f"test_0000{i}.png"]["style_corr"] for i in range(3)] == pytest.approx(want)
     assert style["style_corr"] == pytest.approx(np.mean(want)) and style["style_corr"] < 1.0
     assert style["style_similarity"] == pytest.approx((np.mean(want) + 1) / 2)
+    assert result["color_transfer"]["available"] is False  # --color_transfer defaults to none
+    assert all("style_corr_transferred" not in row for row in result["per_image"].values())
+
+
+def test_color_transfer_raises_style_similarity_side_by_side(tiny_dataset, tmp_path, capsys):
+    test_imgs, test_labels = split(tiny_dataset, "test")
+    train_imgs, train_labels = split(tiny_dataset, "train")
+    refs = write_refs(tmp_path, {f"test_0000{i}.png": f"demo_0000{i}.jpg" for i in range(3)})
+    saved, seg_file = tmp_path / "transferred", str(tmp_path / "seg.npz")
+    result = run_json(tmp_path, "--gen", test_imgs, "--labels", test_labels, "--ref_json", refs,
+                      "--ref_dir", train_imgs, "--color_transfer", "reinhard", "--save_transferred", str(saved),
+                      "--seg_train", os.path.join(tiny_dataset, "train"), "--save_segmenter", seg_file)
+    out = capsys.readouterr().out
+    assert "as generated" in out and "transferred" in out and "3 image(s) per class region" in out
+    transfer = result["color_transfer"]
+    assert transfer["available"] and transfer["method"] == "reinhard"
+    assert transfer["images_per_mode"] == {"regions": 3, "whole image": 0}
+    before, after = transfer["as_generated"], transfer["transferred"]
+    assert before["style_corr"] == result["terms"]["style"]["style_corr"]
+    assert before["mask_accuracy"] == result["terms"]["mask_accuracy"]["value"]
+    assert after["style_similarity"] > before["style_similarity"] + 0.1  # on these data: 0.61 -> 0.85
+    assert after["style_similarity"] == pytest.approx((after["style_corr"] + 1) / 2)
+    assert 0.0 <= after["mask_accuracy"] <= 1.0
+    assert "as generated only" in transfer["fid"]
+    for i in range(3):
+        name, row = f"test_0000{i}.png", result["per_image"][f"test_0000{i}.png"]
+        assert row["transfer_mode"] == "regions"
+        assert row["reference_label"] == os.path.join(train_labels, f"demo_0000{i}.png")
+        label = read_label(os.path.join(test_labels, name), 29)
+        ref_label = read_label(row["reference_label"], 29)
+        counts, ref_counts = np.bincount(label.ravel(), minlength=256), np.bincount(ref_label.ravel(), minlength=256)
+        shared = (counts >= 16) & (ref_counts >= 16)
+        assert row["transfer_classes"] == np.flatnonzero(shared).tolist()
+        image, generated = read_image(str(saved / f"test_0000{i}.png")), read_image(row["generated"])
+        kept = ~np.isin(label, row["transfer_classes"])
+        assert np.array_equal(image[kept], generated[kept]) and not np.array_equal(image, generated)
+    assert np.mean([row["style_corr_transferred"] for row in result["per_image"].values()]) == pytest.approx(
+        after["style_corr"])
+    # the saved images are the transferred ones: scored as generated, they give the transferred column
+    again = run_json(tmp_path, "--gen", str(saved), "--labels", test_labels, "--ref_json", refs,
+                     "--ref_dir", train_imgs, "--segmenter_file", seg_file)
+    assert again["terms"]["style"]["style_corr"] == pytest.approx(after["style_corr"], abs=1e-12)
+    assert again["terms"]["mask_accuracy"]["value"] == pytest.approx(after["mask_accuracy"], abs=1e-12)
+
+
+def test_color_transfer_of_whole_image_when_the_reference_has_no_label_map(tiny_dataset, tmp_path):
+    test_imgs, test_labels = split(tiny_dataset, "test")
+    photos = tmp_path / "photos"  # reference photos without a labels/ folder beside them
+    shutil.copytree(split(tiny_dataset, "train")[0], photos)
+    refs = write_refs(tmp_path, {f"test_0000{i}.png": f"demo_0000{i}.jpg" for i in range(3)})
+    result = run_json(tmp_path, "--gen", test_imgs, "--labels", test_labels, "--ref_json", refs,
+                      "--ref_dir", str(photos), "--color_transfer", "reinhard")
+    transfer = result["color_transfer"]
+    assert transfer["images_per_mode"] == {"regions": 0, "whole image": 3}
+    assert transfer["transferred"]["style_corr"] > transfer["as_generated"]["style_corr"]
+    assert transfer["transferred"]["mask_accuracy"] is None and transfer["as_generated"]["mask_accuracy"] is None
+    for row in result["per_image"].values():
+        assert row["reference_label"] is None and row["transfer_mode"] == "whole image"
+        assert row["transfer_classes"] == [] and "mask_accuracy_transferred" not in row
+
+
+def test_color_transfer_option_errors(tiny_dataset):
+    test_imgs, test_labels = split(tiny_dataset, "test")
+    proc = run_script(SCRIPT, "--gen", test_imgs, "--labels", test_labels, "--color_transfer", "reinhard")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "--color_transfer reinhard needs --ref_json and --ref_dir" in " ".join(proc.stderr.split())
+    with pytest.raises(OptionError, match="needs --color_transfer reinhard"):
+        score.main(["--gen", test_imgs, "--labels", test_labels, "--save_transferred", "x"])
 
 
 @pytest.mark.parametrize("case", ["missing_photo", "unknown_label", "label_without_entry", "malformed",

@@ -1,12 +1,17 @@
 """Loading a trained generator and turning label maps into images.
 
-Used by test_phase.py (and later by model selection): ``load_generator``
+Used by test_phase.py, test.py and model selection: ``load_generator``
 builds the networks from the options and fills them from a checkpoint;
 ``generate_folder`` writes one image per label map, named after it, at the
-label map's own size. The style code z of an image depends only on the seed
-and the image's file name; seg noise (``--use_seg_noise``) depends on the seed
-and the file names of the batch, so with batch size 1 every output depends only
-on (seed, checkpoint, file name).
+label map's own size. Without a reference photo the style code z of an image
+(``--use_vae`` models) is drawn from N(0, 1) by the seed and the image's file
+name; with one (the style track, ``StyleReferences`` of ``data.references``)
+it is the style encoder's mean code of that photo, or a sample of its
+distribution drawn by (seed, file name) with ``sample_style``. Seg noise
+(``--use_seg_noise``) depends on the seed and the file names of the batch, so
+with batch size 1 every output depends only on (seed, checkpoint, file name,
+reference photo). The optional colour transfer (``data.colour_transfer``) is
+applied to each image at its label map's size, towards its reference photo.
 With the optional pure-colour switch (``pure``, a ``data.pure_colour.PureColour``)
 the label map is read again at its own size after the resize back and the
 switch is applied to each image; its photo choice also depends only on
@@ -20,8 +25,11 @@ import jittor as jt
 import numpy as np
 
 from data.datasets import LabelFolderDataset, raise_batch_errors
-from data.image_io import read_label, save_image
-from data.transforms import array_to_image, resize_image
+from data import colour_transfer
+from data.image_io import read_image, read_label, save_image
+from data.references import label_of_photo
+from data.transforms import array_to_image, image_to_array, resize_image
+from models.encoder import ImageEncoder
 from models.networks import build_networks, is_seg_noise, load_state, one_hot
 from options.base_options import experiment_dir, image_height
 from util import checkpoint
@@ -29,8 +37,9 @@ from util.errors import CheckpointError
 from util.seeding import derive_seed, seed_everything
 
 
-def load_generator(opt):
-    """Networks needed for generation (G, and E with --encode_mask), in eval mode.
+def load_generator(opt, style_encoder=False):
+    """Networks needed for generation (G, E with --encode_mask, and the style encoder Es when
+    ``style_encoder`` and the model has one), in eval mode.
 
     Checkpoints saved before seg noise was switched on (pre-training epochs of
     a recipe whose fine-tuning adds it) load too: their seg-noise parameters
@@ -44,6 +53,12 @@ def load_generator(opt):
         raise CheckpointError(f"{checkpoint.net_path(folder, tag, 'G')}: no generator checkpoint for "
                               f"--which_epoch {tag} ({hint}).")
     nets = build_networks(opt, with_discriminator=False)
+    if style_encoder and opt.use_vae:
+        if not os.path.isfile(checkpoint.net_path(folder, tag, "Es")):
+            raise CheckpointError(f"{checkpoint.net_path(folder, tag, 'Es')}: checkpoint {tag} has no style encoder, "
+                                  f"which reference photos need; generate without references (--ref_json none) "
+                                  f"or use a checkpoint of the training run.")
+        nets["Es"] = ImageEncoder(opt)
     for name, net in nets.items():
         state = checkpoint.read_net(folder, tag, name)
         if name == "G":
@@ -55,15 +70,54 @@ def load_generator(opt):
     return nets
 
 
+def name_noise(name, seed, z_dim):
+    """N(0, 1) noise of one image, from (seed, file name)."""
+    return np.random.RandomState(derive_seed(seed, zlib.crc32(name.encode()))).randn(z_dim)
+
+
 def style_codes(names, seed, z_dim):
     """One N(0, 1) code per image, from (seed, file name)."""
-    codes = [np.random.RandomState(derive_seed(seed, zlib.crc32(n.encode()))).randn(z_dim) for n in names]
+    return jt.array(np.stack([name_noise(n, seed, z_dim) for n in names]).astype(np.float32))
+
+
+class ReferenceCodes:
+    """Style codes of reference photos: the style encoder's (mu, logvar) of each photo, computed once."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.moments = {}
+
+    def of(self, photo):
+        if photo not in self.moments:
+            image = jt.array(image_to_array(read_image(photo))[None])
+            with jt.no_grad():
+                mu, logvar = self.encoder(image)
+            self.moments[photo] = (mu.numpy()[0].astype(np.float64), logvar.numpy()[0].astype(np.float64))
+        return self.moments[photo]
+
+    def code(self, photo, name, seed, sample):
+        """The mean code of ``photo``, or with ``sample`` a draw mu + sigma * eps, eps from (seed, name)."""
+        mu, logvar = self.of(photo)
+        if not sample:
+            return mu
+        return mu + np.exp(0.5 * logvar) * name_noise(name, seed, len(mu))
+
+
+def batch_codes(names, seed, z_dim, photos=None, reference_codes=None, sample=False):
+    """z for a batch: the reference photo's code where ``photos`` has one, else N(0, 1) from (seed, name)."""
+    photos = photos or {}
+    codes = [reference_codes.code(photos[n], n, seed, sample) if n in photos else name_noise(n, seed, z_dim)
+             for n in names]
     return jt.array(np.stack(codes).astype(np.float32))
 
 
-def generate_batch(nets, opt, label, names, seed):
+def generate_batch(nets, opt, label, names, seed, photos=None, reference_codes=None):
+    """Images for a batch of label maps; ``photos`` {name: reference photo} and ``reference_codes``
+    (a ``ReferenceCodes``) give the style codes of the names that have a reference."""
     seg = one_hot(label, opt.label_nc)
-    z = style_codes(names, seed, opt.z_dim) if opt.use_vae else None
+    z = None
+    if opt.use_vae:
+        z = batch_codes(names, seed, opt.z_dim, photos, reference_codes, getattr(opt, "sample_style", False))
     mask_features = nets["E"](seg) if "E" in nets else None
     with jt.no_grad():
         return nets["G"](seg, z=z, mask_features=mask_features)
@@ -74,12 +128,18 @@ def output_name(label_name, image_format):
 
 
 def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", quality=95, progress=None,
-                    pure=None):
+                    pure=None, style=None):
     """Generate an image for every label map in ``input_dir``; returns the written paths.
 
     ``pure``: an optional ``data.pure_colour.PureColour``, applied to every image at
     the label map's own size; its ``used`` records the images it changed.
+    ``style``: optional ``data.references.StyleReferences``; the label maps it gives a
+    photo take their style code from it (needs ``nets["Es"]`` for ``use_vae``
+    models) and, with ``opt.color_transfer``, are colour-transferred towards it.
     """
+    photos = style.photos if style is not None else {}
+    transfer = getattr(opt, "color_transfer", "none") if photos else "none"
+    reference_codes = ReferenceCodes(nets["Es"]) if photos and opt.use_vae else None
     dataset = LabelFolderDataset(input_dir, opt.label_nc, opt.crop_size, image_height(opt),
                                  max_size=opt.max_dataset_size, batch_size=opt.batchSize,
                                  num_workers=opt.nThreads)
@@ -90,14 +150,27 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
         # Seg noise is drawn per batch: from the seed and the batch's file names, so with
         # --batchSize 1 (the default) every image depends only on (seed, its name).
         seed_everything(derive_seed(opt.seed, *(zlib.crc32(name.encode()) for name in batch["path"])))
-        fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed).numpy()
+        fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed, photos, reference_codes).numpy()
         for arr, name, size in zip(fake, batch["path"], batch["orig_size"].numpy()):
             rgb = resize_image(array_to_image(arr), tuple(int(s) for s in size))
+            label = None
+            if pure is not None or (transfer != "none" and name in photos):
+                label = read_label(os.path.join(input_dir, name), opt.label_nc)
+            if transfer != "none" and name in photos:
+                rgb = transfer_towards(transfer, rgb, label, photos[name], opt.label_nc)
             if pure is not None:
-                rgb = pure.apply(rgb, read_label(os.path.join(input_dir, name), opt.label_nc), name, opt.seed)
+                rgb = pure.apply(rgb, label, name, opt.seed)
             path = os.path.join(output_dir, output_name(name, image_format))
             save_image(path, rgb, quality=quality)
             written.append(path)
         if progress is not None:
             progress.update(len(batch["path"]))
     return written
+
+
+def transfer_towards(method, rgb, label, photo, label_nc):
+    """``rgb`` (with its label map) colour-transferred towards a reference photo (with its label map when the
+    photo is a training photo that has one)."""
+    ref_label_path = label_of_photo(photo)
+    ref_label = read_label(ref_label_path, label_nc) if ref_label_path else None
+    return colour_transfer.transfer(method, rgb, read_image(photo), label, ref_label).image

@@ -1,18 +1,19 @@
 """Average the generation networks of several checkpoints of one experiment (weight averaging).
 
-    python util/merge_ckpt.py CKPT_DIR 273 299 [more tags ...] [--out TAG] [--nets G,E] [--force]
+    python util/merge_ckpt.py CKPT_DIR 273 299 [more tags ...] [--out TAG] [--nets G,E,Es] [--force]
 
 CKPT_DIR is the experiment folder (CHECKPOINTS_DIR/NAME, holding {tag}_net_G.pkl).
 The result is written as a new tag, avg_<tags joined by _> unless --out is
-given (e.g. avg_273_299_net_G.pkl, and avg_273_299_net_E.pkl when the
-checkpoints have a mask encoder E), and is used like any other checkpoint:
+given (e.g. avg_273_299_net_G.pkl, plus avg_273_299_net_E.pkl and
+avg_273_299_net_Es.pkl when the checkpoints have a mask encoder E or a style
+encoder Es), and is used like any other checkpoint:
 
     python test_phase.py --name NAME --which_epoch avg_273_299 --input_path LABELS --output_path OUT
 
-Only the networks used for generation are averaged: G and E. The
-discriminator D and the training-only style encoder Es are not needed to
-generate and are not merged; no training state is written, so an averaged tag
-cannot be resumed from.
+Only the networks used for generation are averaged: G, E and the style
+encoder Es (which encodes the reference photos of the style track). The
+discriminator D is not needed to generate and is not merged; no training
+state is written, so an averaged tag cannot be resumed from.
 
 How each entry of a state dict is merged:
   * floating-point arrays (weights, biases, BatchNorm running mean/var,
@@ -53,7 +54,7 @@ from util.errors import CheckpointError, OptionError, few  # noqa: E402
 
 POWER_ITERATIONS = 30
 EPS = 1e-12  # as SpectralNormed.eps
-MERGEABLE_NETS = ("G", "E")
+MERGEABLE_NETS = ("G", "E", "Es")
 SPECTRAL_SUFFIXES = (".weight_orig", ".weight_u", ".weight_v")
 
 
@@ -164,24 +165,33 @@ def parse_nets(text):
     return list(dict.fromkeys(names))
 
 
+OPTIONAL_NETS = {"E": "mask encoder", "Es": "style encoder"}
+
+
 def nets_to_merge(folder, tags, requested):
-    """The network names to average: ``requested`` or G plus E when the checkpoints have E."""
+    """The network names to average: ``requested``, or G plus each encoder (E, Es) the checkpoints have."""
     for tag in tags:
         if not os.path.isfile(checkpoint.net_path(folder, tag, "G")):
             available = checkpoint.available_tags(folder)
             hint = f"available tags: {', '.join(available)}" if available else "no checkpoints there at all"
             raise CheckpointError(f"{checkpoint.net_path(folder, tag, 'G')}: no generator checkpoint for tag {tag} "
                                   f"({hint}).")
-    with_e = [t for t in tags if os.path.isfile(checkpoint.net_path(folder, t, "E"))]
-    if with_e and len(with_e) < len(tags):
-        without = [t for t in tags if t not in with_e]
-        raise CheckpointError(f"a mask encoder (_net_E.pkl) exists for tag(s) {', '.join(with_e)} but not for "
-                              f"{', '.join(without)}: these are not checkpoints of the same model.")
+    present = ["G"]
+    for name, what in OPTIONAL_NETS.items():
+        having = [t for t in tags if os.path.isfile(checkpoint.net_path(folder, t, name))]
+        if having and len(having) < len(tags):
+            without = [t for t in tags if t not in having]
+            raise CheckpointError(f"a {what} (_net_{name}.pkl) exists for tag(s) {', '.join(having)} but not for "
+                                  f"{', '.join(without)}: these are not checkpoints of the same model.")
+        if having:
+            present.append(name)
     if requested is None:
-        return ["G", "E"] if with_e else ["G"]
-    if "E" in requested and not with_e:
-        raise CheckpointError(f"--nets asks for E but {checkpoint.net_path(folder, tags[0], 'E')} does not exist "
-                              f"(the model has no mask encoder).")
+        return present
+    absent = [name for name in requested if name not in present]
+    if absent:
+        name = absent[0]
+        raise CheckpointError(f"--nets asks for {name} but {checkpoint.net_path(folder, tags[0], name)} does not "
+                              f"exist (the model has no {OPTIONAL_NETS[name]}).")
     return requested
 
 
@@ -192,9 +202,10 @@ def build_parser():
                    help="two or more checkpoint tags (epochs or names) to average; the last one gives the start of "
                         "the power iteration and the integer buffers")
     p.add_argument("--out", default=None, metavar="TAG", help="tag of the result (default: avg_<tags joined by _>)")
-    p.add_argument("--nets", type=parse_nets, default=None, metavar="G,E",
-                   help="networks to average, a subset of G,E (default: G, and E when the checkpoints have one); "
-                        "D and Es are never merged, generation does not use them")
+    p.add_argument("--nets", type=parse_nets, default=None, metavar="G,E,Es",
+                   help="networks to average, a subset of G,E,Es (default: G, and the mask encoder E and the "
+                        "style encoder Es when the checkpoints have them); D is never merged, generation does "
+                        "not use it")
     p.add_argument("--power_iterations", type=int, default=POWER_ITERATIONS, metavar="N",
                    help="power-iteration steps that re-estimate the spectral-norm vectors u, v of each averaged "
                         "weight, in float64 from the last tag's u")

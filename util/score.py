@@ -1,7 +1,8 @@
 """Score a folder of generated images the way the landscape-synthesis challenge does.
 
     python util/score.py --gen GEN_DIR --labels LABEL_DIR [--segmenter ...]
-                         [--train_imgs TRAIN_PHOTOS] [--ref_json MAP.json --ref_dir PHOTOS]
+                         [--train_imgs TRAIN_PHOTOS] [--ref_json MAP.json --ref_dir PHOTOS
+                         [--color_transfer reinhard [--save_transferred DIR]]]
                          [--aesthetic X] [--json OUT.json]
 
 Every label map LABEL_DIR/x.png must have its generated image GEN_DIR/x.jpg or
@@ -47,6 +48,22 @@ style similarity (needs --ref_json and --ref_dir)
     Pearson correlation (= OpenCV compareHist HISTCMP_CORREL), in [-1, 1], and
     style_similarity = (style_corr + 1) / 2, in [0, 1]. Means over images.
 
+colour transfer (--color_transfer reinhard; needs --ref_json and --ref_dir)
+    Each generated image is also colour-transferred, in memory, toward its
+    reference photo (data/colour_transfer.py: Reinhard et al. 2001, each CIE
+    LAB channel's mean and standard deviation matched to the reference's).
+    When the reference photo has a label map (DIR/imgs/x.jpg ->
+    DIR/labels/x.png), the transfer is made per class region: each class that
+    the input label map and the reference's label map both show (at least 16
+    pixels in each) is matched to the same class of the reference, and the
+    pixels of other classes are kept; otherwise, or when no class is shared,
+    the whole image is matched to the whole reference. Style similarity and
+    mask accuracy are then reported for the images as generated and as
+    transferred, side by side, with how many images used each mode. FID and
+    the formulas use the images as generated only. --save_transferred DIR
+    writes the transferred images as DIR/x.png (lossless: scoring DIR again
+    gives the transferred column).
+
 aesthetic (--aesthetic X)
     There is no aesthetic model here: pass a score 0..10 computed elsewhere.
 
@@ -59,7 +76,8 @@ Formulas (util/scoring.py)
     additive terms as 0 (never as FID = 0) and is labelled as such.
 
 Output: a table on stdout saying which terms were available; with --json, a
-JSON file with every term, the formulas and the per-image values.
+JSON file with every term, the formulas, the colour transfer's comparison
+("color_transfer") and the per-image values.
 """
 
 import argparse
@@ -74,8 +92,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data.folders import examples, find_label_dir, test_labels  # noqa: E402
-from data.image_io import read_image, read_label  # noqa: E402
+from data.folders import find_label_dir, test_labels  # noqa: E402
+from data import colour_transfer, references  # noqa: E402
+from data.image_io import read_image, read_label, save_image  # noqa: E402
 from data.segmenter import DemoSegmenter, fit_from_folder, mask_accuracy  # noqa: E402
 from options.base_options import positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
@@ -144,6 +163,13 @@ def build_parser():
                         "every label map; style_corr is the Pearson correlation of the per-channel 256-bin RGB "
                         "histograms (each normalised to sum 1, concatenated: 768 values), as OpenCV's HISTCMP_CORREL")
     g.add_argument("--ref_dir", default=None, metavar="DIR", help="folder of the reference photos named in --ref_json")
+    g.add_argument("--color_transfer", choices=colour_transfer.METHODS, default="none",
+                   help="reinhard: also score every generated image colour-transferred toward its reference photo "
+                        "(per class region when the photo has a label map, else the whole image) and report style "
+                        "similarity and mask accuracy side by side; FID stays on the images as generated. "
+                        "Needs --ref_json/--ref_dir (default: none)")
+    g.add_argument("--save_transferred", default=None, metavar="DIR",
+                   help="with --color_transfer reinhard: write the transferred images to DIR/x.png")
 
     g = p.add_argument_group("aesthetic")
     g.add_argument("--aesthetic", type=aesthetic_score, default=None, metavar="X",
@@ -244,39 +270,76 @@ def resize_to_label(image, label):
     return np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
 
 
-# -- style references ---------------------------------------------------------------------------------------------
+# -- style references and colour transfer -----------------------------------------------------------------------
 
-def style_references(json_path, ref_dir, label_names):
-    """{label file name: reference photo path}, checked against the label maps and the files in ``ref_dir``."""
-    if not os.path.isfile(json_path):
-        raise DatasetError(f"{json_path}: reference JSON (--ref_json) not found.")
-    if not os.path.isdir(ref_dir):
-        raise DatasetError(f"{ref_dir}: reference photo folder (--ref_dir) not found.")
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            mapping = json.load(f)
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{json_path}: not valid JSON ({err}); expected "
-                           f'{{"label_name.png": "reference_photo.jpg", ...}}.') from None
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{json_path}: not a UTF-8 text file ({err}).") from None
-    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-        raise DatasetError(f"{json_path}: expected a JSON object mapping label file names to reference photo "
-                           f'file names, {{"label_name.png": "reference_photo.jpg", ...}}.')
-    unknown = sorted(set(mapping) - set(label_names))
-    if unknown:
-        raise DatasetError(f"{json_path}: {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} for label maps "
-                           f"that are not in the label folder: {examples(unknown)}.")
-    without = sorted(set(label_names) - set(mapping))
-    if without:
-        raise DatasetError(f"{json_path}: {len(without)} label map(s) have no reference photo entry: "
-                           f"{examples(without)}.")
-    refs = {name: os.path.join(ref_dir, mapping[name]) for name in label_names}
-    missing = [f"{path} (for {name})" for name, path in refs.items() if not os.path.isfile(path)]
-    if missing:
-        raise DatasetError(f"{json_path}: {len(missing)} reference photo(s) not found: {examples(missing)}.")
-    return refs
+TRANSFER_MODES = (colour_transfer.REGIONS, colour_transfer.WHOLE_IMAGE)
+FID_TRANSFER_NOTE = "FID and the formulas use the images as generated only (no colour transfer)"
 
+
+def check_transfer_options(args):
+    """Refuse --color_transfer/--save_transferred without what they need."""
+    if args.color_transfer != "none" and not args.ref_json:
+        raise OptionError(f"--color_transfer {args.color_transfer} needs --ref_json and --ref_dir: each generated "
+                          f"image is transferred toward its reference photo.")
+    if args.save_transferred and args.color_transfer == "none":
+        raise OptionError("--save_transferred writes the colour-transferred images; it needs --color_transfer "
+                          "reinhard.")
+
+
+def transfer_toward(method, image, label, reference, reference_path, label_nc):
+    """(TransferResult, reference label path or None): ``image`` colour-transferred toward its reference photo,
+    per class region when the photo has a label map (``references.label_of_photo``), else the whole image."""
+    ref_label_path = references.label_of_photo(reference_path)
+    ref_label = read_label(ref_label_path, label_nc) if ref_label_path else None
+    return colour_transfer.transfer(method, image, reference, label, ref_label), ref_label_path
+
+
+def score_image(args, seg, gen_path, label_path, reference_path):
+    """The per-image row: mask accuracy and style correlation of the generated image and, with
+    --color_transfer, of its colour-transferred version too (and how it was transferred)."""
+    image, row = read_image(gen_path), {"generated": gen_path}
+    transferring = args.color_transfer != "none"
+    label = read_label(label_path, args.label_nc) if seg is not None or transferring else None
+    transferred = None
+    if reference_path is not None:
+        reference = read_image(reference_path)
+        row["reference"] = reference_path
+        row["style_corr"] = scoring.style_correlation(image, reference)
+        if transferring:
+            result, row["reference_label"] = transfer_toward(args.color_transfer, image, label, reference,
+                                                             reference_path, args.label_nc)
+            transferred = result.image
+            row["transfer_mode"], row["transfer_classes"] = result.mode, list(result.classes)
+            row["style_corr_transferred"] = scoring.style_correlation(transferred, reference)
+            if args.save_transferred:
+                stem = os.path.splitext(os.path.basename(label_path))[0]
+                save_image(os.path.join(args.save_transferred, stem + ".png"), transferred)
+    if seg is not None:
+        for key, version in (("mask_accuracy", image), ("mask_accuracy_transferred", transferred)):
+            if version is not None:
+                pred = prediction(seg, args.segmenter, resize_to_label(version, label), gen_path, args.label_nc)
+                row[key] = mask_accuracy(pred, label)
+    return row
+
+
+def transfer_summary(args, per_image, mask_acc, style):
+    """The result's "color_transfer" part: the terms as generated and as transferred, and the modes used."""
+    if args.color_transfer == "none":
+        return {"method": "none", "available": False,
+                "reason": "not requested (--color_transfer reinhard, with --ref_json and --ref_dir)"}
+    rows = list(per_image.values())
+    style_t = float(np.mean([r["style_corr_transferred"] for r in rows]))
+    mask_t = float(np.mean([r["mask_accuracy_transferred"] for r in rows])) if mask_acc is not None else None
+    return {"method": args.color_transfer, "available": True, "reason": None,
+            "description": f"Reinhard et al. 2001: CIE LAB per-channel mean and std matched to the reference photo, "
+                          f"per class region shown by both the label map and the reference's label map (at least "
+                          f"{colour_transfer.DEFAULT_MIN_PIXELS} px each), else the whole image",
+            "images_per_mode": {mode: sum(r["transfer_mode"] == mode for r in rows) for mode in TRANSFER_MODES},
+            "as_generated": {"mask_accuracy": mask_acc, "style_corr": style,
+                             "style_similarity": scoring.style_similarity(style)},
+            "transferred": {"mask_accuracy": mask_t, "style_corr": style_t,
+                            "style_similarity": scoring.style_similarity(style_t)},
+            "fid": FID_TRANSFER_NOTE, "saved_to": args.save_transferred}
 
 # -- FID ------------------------------------------------------------------------------------------------------------
 
@@ -320,20 +383,37 @@ def _fmt(value, digits=4):
 
 
 def print_report(result):
-    terms, formulas = result["terms"], result["formulas"]
+    terms, formulas, transfer = result["terms"], result["formulas"], result["color_transfer"]
+    after = transfer["transferred"] if transfer["available"] else None
+
+    def second(value):
+        """With colour transfer, a second value column: the term on the transferred images."""
+        return "" if after is None else f" {value:>12}"
+
     print(f"\n{result['num_images']} generated images in {result['gen']} (label maps {result['labels']})")
-    rows = [("mask accuracy", terms["mask_accuracy"], "value"), ("FID", terms["fid"], "value"),
-            ("style_corr", terms["style"], "style_corr"), ("style_similarity", terms["style"], "style_similarity"),
-            ("aesthetic", terms["aesthetic"], "value")]
-    for name, term, key in rows:
+    if after is not None:
+        print(f"  {'':<17} {'as generated':>12}{second('transferred')}")
+    rows = [("mask accuracy", terms["mask_accuracy"], "value", "mask_accuracy"), ("FID", terms["fid"], "value", None),
+            ("style_corr", terms["style"], "style_corr", "style_corr"),
+            ("style_similarity", terms["style"], "style_similarity", "style_similarity"),
+            ("aesthetic", terms["aesthetic"], "value", None)]
+    for name, term, key, after_key in rows:
         note = term.get("source", "") if term["available"] else term["reason"]
-        print(f"  {name:<17} {_fmt(term.get(key)):>12}  {note}")
+        value_after = after.get(after_key) if after is not None and after_key else None
+        print(f"  {name:<17} {_fmt(term.get(key)):>12}{second(_fmt(value_after))}  {note}")
     for name, f in formulas.items():
-        print(f"  {name:<17} {_fmt(f['value']):>12}  = {f['formula']}")
+        print(f"  {name:<17} {_fmt(f['value']):>12}{second('')}  = {f['formula']}")
         if f["missing"]:
             partial = ("" if f["partial_value"] is None else
                        f"; PARTIAL value with the missing terms counted as 0: {f['partial_value']:.4f}")
-            print(f"  {'':<17} {'':>12}  unavailable, missing: {', '.join(f['missing'])}{partial}")
+            print(f"  {'':<17} {'':>12}{second('')}  unavailable, missing: {', '.join(f['missing'])}{partial}")
+    if after is not None:
+        modes = transfer["images_per_mode"]
+        print(f"  colour transfer ({transfer['method']}) toward the reference photos: "
+              f"{modes[colour_transfer.REGIONS]} image(s) per class region, "
+              f"{modes[colour_transfer.WHOLE_IMAGE]} whole image; {transfer['fid']}")
+        if transfer["saved_to"]:
+            print(f"  transferred images written to {transfer['saved_to']}")
 
 
 def main(argv=None):
@@ -341,6 +421,7 @@ def main(argv=None):
     kind = check_segmenter_options(args)
     if bool(args.ref_json) != bool(args.ref_dir):
         raise OptionError("--ref_json and --ref_dir go together (the mapping and the folder of reference photos).")
+    check_transfer_options(args)
     if not os.path.isdir(args.gen):
         raise DatasetError(f"{args.gen}: generated image folder (--gen) not found.")
 
@@ -348,7 +429,7 @@ def main(argv=None):
     label_paths = test_labels(args.labels)
     names = [os.path.basename(p) for p in label_paths]
     gen_paths = [find_generated(args.gen, os.path.splitext(n)[0]) for n in names]
-    refs = style_references(args.ref_json, args.ref_dir, names) if args.ref_json else None
+    refs = references.resolve(args.ref_json, args.ref_dir, names).photos if args.ref_json else None
     weights, fid_resize, fid_reason = prepare_fid(args)
 
     seg, seg_text = build_segmenter(kind, args) if kind else (None, None)
@@ -357,15 +438,7 @@ def main(argv=None):
         from tqdm import tqdm
         for name, label_path, gen_path in tqdm(list(zip(names, label_paths, gen_paths)), desc="scoring images",
                                                unit="img", file=sys.stderr, dynamic_ncols=True, leave=False):
-            image, row = read_image(gen_path), {"generated": gen_path}
-            if seg is not None:
-                gt = read_label(label_path, args.label_nc)
-                pred = prediction(seg, args.segmenter, resize_to_label(image, gt), gen_path, args.label_nc)
-                row["mask_accuracy"] = mask_accuracy(pred, gt)
-            if refs is not None:
-                row["reference"] = refs[name]
-                row["style_corr"] = scoring.style_correlation(image, read_image(refs[name]))
-            per_image[name] = row
+            per_image[name] = score_image(args, seg, gen_path, label_path, refs[name] if refs is not None else None)
 
     def mean_of(key):
         return float(np.mean([row[key] for row in per_image.values()]))
@@ -396,6 +469,7 @@ def main(argv=None):
               "available_terms": [k for k, t in terms.items() if t["available"]],
               "terms": terms,
               "formulas": scoring.evaluate_formulas(mask_acc, args.aesthetic, fid, style),
+              "color_transfer": transfer_summary(args, per_image, mask_acc, style),
               "per_image": per_image}
     print_report(result)
     if args.json:

@@ -76,7 +76,7 @@ def file_signature(path):
 
 
 def generate_and_score(nets, opt, labels_dir, out_dir, extractor, reference, resize_to=None, pure=None,
-                       desc="generating"):
+                       desc="generating", style=None):
     """Generate every label map of ``labels_dir`` into ``out_dir`` (with ``opt.seed``) and return the
     FID of the written images against ``reference``; ``out_dir`` is emptied first."""
     from tqdm import tqdm
@@ -90,6 +90,6 @@ def generate_and_score(nets, opt, labels_dir, out_dir, extractor, reference, res
     total = len(test_labels(labels_dir, opt.max_dataset_size))
     with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, file=sys.stderr, leave=False) as bar:
         written = generate_folder(nets, opt, labels_dir, out_dir, opt.image_format, opt.jpeg_quality,
-                                  progress=bar, pure=pure)
+                                  progress=bar, pure=pure, style=style)
     features = fid_stats.folder_features(extractor, written, resize_to, desc="Inception features")
     return fid_stats.frechet_distance(fid_stats.statistics_of(features), reference)
