@@ -1,4 +1,4 @@
-# make demo  - create .venv, install requirements, run the CPU demo (about 16-24 min cold, 9 min warm)
+# make demo  - create .venv, install requirements, run the CPU demo (about 20-25 min cold)
 # make test  - create .venv if needed, run the test suite
 # make clean - remove demo results (keeps .venv and checkpoints)
 
@@ -43,8 +43,19 @@ else
 endif
 	$(BIN)/python test.py --input_path $(DEMO_DATA)/test/labels --output_path $(DEMO_DIR)/generated \
 	    --name $(DEMO_NAME) --checkpoints_dir $(DEMO_CKPT) --nThreads 0 --n_runs 3 $(WEIGHTS_FLAG)
+	$(BIN)/python test_phase.py --input_path $(DEMO_DATA)/test/labels --output_path $(DEMO_DIR)/generated_random \
+	    --name $(DEMO_NAME) --checkpoints_dir $(DEMO_CKPT) --nThreads 0 --ref_json none
 	$(BIN)/python -m util.demo_report --data $(DEMO_DATA) --generated $(DEMO_DIR)/generated \
 	    --html $(DEMO_DIR)/index.html
+	@echo "style track, random style codes (--ref_json none):"
+	$(BIN)/python util/score.py --gen $(DEMO_DIR)/generated_random --labels $(DEMO_DATA)/test/labels \
+	    --seg_train $(DEMO_DATA)/train --save_segmenter $(DEMO_DIR)/segmenter.npz \
+	    --ref_json $(DEMO_DATA)/test/label_to_img.json --ref_dir $(DEMO_DATA)/train/imgs
+	@echo "style track, style codes of the reference photos, without and with colour transfer:"
+	$(BIN)/python util/score.py --gen $(DEMO_DIR)/generated --labels $(DEMO_DATA)/test/labels \
+	    --segmenter_file $(DEMO_DIR)/segmenter.npz \
+	    --ref_json $(DEMO_DATA)/test/label_to_img.json --ref_dir $(DEMO_DATA)/train/imgs \
+	    --color_transfer reinhard --json $(DEMO_DIR)/style_track.json
 
 clean:
 	rm -rf $(DEMO_DIR)
