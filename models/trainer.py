@@ -6,7 +6,9 @@ update at a progressive ``Stage`` (None = the full resolution);
 ``enter_stage`` grows the discriminator when a new resolution level starts
 and ``finish_progressive`` removes the generator's auxiliary heads when
 pre-training ends. ``network_states``/``optimizer_states`` and the matching
-loaders cover everything a resumed run needs to continue exactly.
+loaders cover everything a resumed run needs to continue exactly. With the
+edge-guided generator (``--netG spade_edge``) both steps also cover its
+image-branch output, and the generator step its edge map (``edge_guided_*``).
 """
 
 import math
@@ -15,6 +17,7 @@ import jittor as jt
 import numpy as np
 from jittor import nn
 
+from data.edges import edge_target
 from models import loss as losses
 from models.diff_augment import diff_augment, parse_policy
 from models.encoder import kld_loss, reparameterize
@@ -73,6 +76,7 @@ class SPADETrainer:
         self.vgg_loss = None if opt.no_vgg_loss else losses.VGGLoss(opt.vgg_weights)
         self.inception_loss = InceptionLoss(opt.inception_weights) if opt.inception_loss else None
         self.augment_policy = parse_policy(opt.diff_aug)
+        self.edge_guided = getattr(opt, "netG", "spade") == "spade_edge"
         g_params = []
         for name in ("G", "E", "Es"):
             if name in self.nets:
@@ -136,15 +140,17 @@ class SPADETrainer:
         return self.schedule.last_level - stage.level
 
     # -- forward pieces -------------------------------------------------
-    def generate(self, seg, real=None, stage=None):
-        """Fake images for full-size one-hot ``seg``; with a style encoder also returns the KLD term."""
+    def generate(self, seg, real=None, stage=None, all_outputs=False):
+        """Fake images for full-size one-hot ``seg``; with a style encoder also returns the KLD term.
+        ``all_outputs``: every output of the edge-guided generator (an EdgeGuidedOutputs) instead."""
         mask_features = self.nets["E"](seg) if "E" in self.nets else None
         z, kld = None, None
         if "Es" in self.nets and real is not None:
             mu, logvar = self.nets["Es"](real)
             z = reparameterize(mu, logvar)
             kld = kld_loss(mu, logvar) * self.opt.lambda_kld
-        return self.nets["G"](seg, z=z, mask_features=mask_features, stage=stage), kld
+        g = self.nets["G"].outputs if all_outputs else self.nets["G"]
+        return g(seg, z=z, mask_features=mask_features, stage=stage), kld
 
     def discriminate(self, seg, fake, real, stage=None):
         """Run D once on fake and real stacked along the batch; returns (pred_fake, pred_real)."""
@@ -159,9 +165,22 @@ class SPADETrainer:
 
     # -- updates --------------------------------------------------------
     def generator_step(self, label, real, stage=None):
-        opt = self.opt
         seg, seg_small, real_small = self.stage_inputs(label, real, stage)
-        fake, kld = self.generate(seg, real, stage)
+        generated, kld = self.generate(seg, real, stage, all_outputs=self.edge_guided)
+        fake = generated.image if self.edge_guided else generated
+        terms = self.image_terms(fake, seg_small, real_small, stage)
+        if self.edge_guided:
+            terms.update(self.edge_guided_terms(generated, seg_small, real_small, stage))
+        if kld is not None:
+            terms["KLD"] = kld
+        total = sum(terms.values())
+        self.optimizer_G.step(total)
+        return self._check_finite(terms, "generator"), fake
+
+    def image_terms(self, fake, seg_small, real_small, stage):
+        """The generator's loss terms for one generated image: adversarial, feature matching and the
+        reconstruction losses the options switch on."""
+        opt = self.opt
         pred_fake, pred_real = self.discriminate(seg_small, fake, real_small, stage)
         weights = self.scale_weights(stage)
         terms = {"G_GAN": losses.gan_loss(pred_fake, True, for_discriminator=False, mode=opt.gan_mode,
@@ -176,13 +195,23 @@ class SPADETrainer:
             terms["G_L1"] = (fake - real_small).abs().mean() * opt.lambda_l1
         if opt.lambda_style > 0:
             terms["G_style"] = losses.colour_style_loss(fake, real_small) * opt.lambda_style
-        if kld is not None:
-            terms["KLD"] = kld
-        total = sum(terms.values())
-        self.optimizer_G.step(total)
-        return self._check_finite(terms, "generator"), fake
+        return terms
+
+    def edge_guided_terms(self, outputs, seg_small, real_small, stage):
+        """The edge-guided generator's further terms: the image-branch output's ``image_terms`` times
+        --lambda_branch (names ending in _branch) and the L1 distance of the edge map to the Canny
+        edges of the real photo times --lambda_edge (G_Edge)."""
+        opt = self.opt
+        terms = {}
+        if opt.lambda_branch > 0:
+            branch = self.image_terms(outputs.branch_image, seg_small, real_small, stage)
+            terms = {f"{name}_branch": value * opt.lambda_branch for name, value in branch.items()}
+        terms["G_Edge"] = (outputs.edge - edge_target(real_small)).abs().mean() * opt.lambda_edge
+        return terms
 
     def discriminator_step(self, label, real, stage=None):
+        if self.edge_guided:
+            return self.edge_guided_discriminator_step(label, real, stage)
         opt = self.opt
         seg, seg_small, real_small = self.stage_inputs(label, real, stage)
         with jt.no_grad():
@@ -194,6 +223,30 @@ class SPADETrainer:
                                            weights=weights),
                  "D_Real": losses.gan_loss(pred_real, True, for_discriminator=True, mode=opt.gan_mode,
                                            weights=weights)}
+        self.optimizer_D.step(terms["D_Fake"] + terms["D_Real"])
+        return self._check_finite(terms, "discriminator")
+
+    def edge_guided_discriminator_step(self, label, real, stage=None):
+        """D's update against both images of the edge-guided generator: each term is the mean over the
+        final and the image-branch image, weighted 1 : --lambda_branch (one pass of D per image)."""
+        opt = self.opt
+        seg, seg_small, real_small = self.stage_inputs(label, real, stage)
+        with jt.no_grad():
+            outputs, _ = self.generate(seg, real, stage, all_outputs=True)
+        fakes = [(outputs.image, 1.0)]
+        if opt.lambda_branch > 0:
+            fakes.append((outputs.branch_image, opt.lambda_branch))
+        weights = self.scale_weights(stage)
+        d_fake, d_real = [], []
+        for fake, _ in fakes:
+            pred_fake, pred_real = self.discriminate(seg_small, fake.detach(), real_small, stage)
+            d_fake.append(losses.gan_loss(pred_fake, False, for_discriminator=True, mode=opt.gan_mode,
+                                          weights=weights))
+            d_real.append(losses.gan_loss(pred_real, True, for_discriminator=True, mode=opt.gan_mode,
+                                          weights=weights))
+        image_weights = [w for _, w in fakes]
+        terms = {"D_Fake": losses.weighted_mean(d_fake, image_weights),
+                 "D_Real": losses.weighted_mean(d_real, image_weights)}
         self.optimizer_D.step(terms["D_Fake"] + terms["D_Real"])
         return self._check_finite(terms, "discriminator")
 

@@ -79,6 +79,13 @@ def add_training_options(parser):
                    help="weight of a colour-style loss (0 = off): 1 - correlation of soft 32-bin RGB histograms of "
                         "the generated image and its style source, the paired photo (the style track's measure, "
                         "made differentiable); useful with --use_vae")
+    g.add_argument("--lambda_edge", type=float, default=5.0,
+                   help="--netG spade_edge: weight of the L1 loss between the generated edge map and the Canny "
+                        "edges of the real photo (data/edges.py, computed on the fly); 5 = half of lambda_vgg, as "
+                        "ECGAN weighs the edge output half as much as the final image")
+    g.add_argument("--lambda_branch", type=float, default=0.5,
+                   help="--netG spade_edge: weight of the image-branch output's losses (the same terms as the "
+                        "final image's, in D too) relative to the final, semantic-preserving output's; ECGAN: 0.5")
 
     g = parser.add_argument_group("logging and checkpoints")
     g.add_argument("--print_freq", type=base.positive_int, default=100, help="iterations between loss-log lines")
@@ -114,6 +121,10 @@ def parse(argv=None, description=None):
 def validate_progressive(opt):
     if opt.pg_niter == 0:
         return
+    if opt.netG == "spade_edge":
+        raise base.OptionError("--netG spade_edge does not support progressive pre-training (--pg_niter > 0): its "
+                               "edge branch and semantic-preserving head exist at the full resolution only; use "
+                               "--pg_niter 0 (also after a --preset that sets it).")
     blocks = base.NUM_UPSAMPLINGS[opt.num_upsampling_layers] - 1
     if opt.num_D < 2:
         raise base.OptionError("--pg_niter needs --num_D >= 2: one sub-discriminator per resolution level.")
