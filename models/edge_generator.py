@@ -111,11 +111,7 @@ class EdgeGuidedGenerator(SPADEGenerator):
         """All outputs (an ``EdgeGuidedOutputs``) for full-size one-hot ``seg`` [N, label_nc, H, W]."""
         if stage is not None and (stage.level != 0 or stage.alpha < 1):
             raise ValueError(f"the edge-guided generator has one resolution level, got stage {tuple(stage)}")
-        x = self.start_features(seg, z, mask_features)
-        x = self.head_0(x, seg)
-        x = nn.interpolate(x, scale_factor=2, mode="nearest")
-        x = self.G_middle_0(x, seg)
-        x = self.G_middle_1(x, seg)
+        x = self.trunk(seg, z, mask_features)
         e = x
         for up, edge_block, attention in zip(self.up_blocks(), self.edge_blocks(), self.edge_attentions()):
             e = edge_block(e, seg)

@@ -121,6 +121,14 @@ class SPADEGenerator(nn.Module):
             x = self.fc(resize_label(seg, (self.sh, self.sw)))
         return x
 
+    def trunk(self, seg, z=None, mask_features=None):
+        """The features before the up blocks: start map, head_0, 2x upsampling, G_middle_0/1."""
+        x = self.start_features(seg, z, mask_features)
+        x = self.head_0(x, seg)
+        x = nn.interpolate(x, scale_factor=2, mode="nearest")
+        x = self.G_middle_0(x, seg)
+        return self.G_middle_1(x, seg)
+
     def execute(self, seg, z=None, mask_features=None, stage=None):
         """seg: one-hot label map [N, label_nc, H, W] at the full output size; returns images in [-1, 1].
 
@@ -131,11 +139,7 @@ class SPADEGenerator(nn.Module):
         if level >= self.progressive_levels:
             raise ValueError(f"stage level {level} but the generator has {self.progressive_levels} levels")
         last_block = self.level_block(level)
-        x = self.start_features(seg, z, mask_features)
-        x = self.head_0(x, seg)
-        x = nn.interpolate(x, scale_factor=2, mode="nearest")
-        x = self.G_middle_0(x, seg)
-        x = self.G_middle_1(x, seg)
+        x = self.trunk(seg, z, mask_features)
         lower = None
         for i, up in enumerate(self.up_blocks()[:last_block + 1]):
             if alpha < 1 and level > 0 and i == last_block:
