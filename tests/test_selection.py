@@ -98,10 +98,25 @@ def test_rank_by_fid_then_numeric_tag_order():
 # -- a tiny trained-looking experiment ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory, tiny_dataset):
-    """CHECKPOINTS_DIR/NAME with opt.json (training data: the tiny dataset) and generator checkpoints
+def selection_data(tmp_path_factory):
+    """The experiment's own 12/3 demo set. With 15 images the covariances are far from full rank, and the
+    matrix square root is ill-conditioned for some image sets (an FIDError, as in pytorch-fid): the
+    seed is one for which these FIDs are well defined."""
+    from data.demo import write_dataset
+    root = str(tmp_path_factory.mktemp("selection_data"))
+    write_dataset(root, num=12, width=128, height=96, seed=SELECTION_DATA_SEED, num_test=3, progress=False)
+    return root
+
+
+SELECTION_DATA_SEED = 2
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, selection_data):
+    """CHECKPOINTS_DIR/NAME with opt.json (training data: ``selection_data``) and generator checkpoints
     3 and 4: two perturbations of a tiny seg-noise generator whose seg-noise weights are non-zero, so
     the generation seed changes the images."""
+    tiny_dataset = selection_data
     from models.networks import build_networks
     from options import base_options, train_options
     from util.seeding import seed_everything
