@@ -9,10 +9,11 @@ entries whose photo file does not exist. Strictly (the default) each one is a
 ``DatasetError`` naming the files; with ``allow_missing`` the affected label
 maps are listed (they fall back to a random style) and unknown entries are
 ignored. ``label_of_photo`` finds the label map of a training photo
-(``imgs/x.jpg`` -> ``labels/x.png``), used to restrict colour transfer to the
-classes both images show. ``from_options`` applies the generation flags
+(``imgs/x.jpg`` -> ``labels/x.png``), and ``transfer_toward`` uses it to
+restrict colour transfer to the classes both images show (generation and the
+scorer both call it). ``from_options`` applies the generation flags
 (``--ref_json``, ``--img_path``, ``--allow_missing_ref``, ``--color_transfer``)
-and says, in notes, what the references will be used for. Pure Python, no
+and says, in notes, what the references will be used for. No
 Jittor.
 """
 
@@ -20,8 +21,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from data import colour_transfer
 from data.folders import LABEL_DIR_NAMES, examples
-from data.image_io import LABEL_EXTENSIONS
+from data.image_io import LABEL_EXTENSIONS, read_image, read_label
 from util.errors import DatasetError, OptionError
 
 DEFAULT_JSON_NAME = "label_to_img.json"
@@ -174,3 +176,14 @@ def from_options(opt, label_names):
     if transfer:
         uses.append(f"{opt.color_transfer} colour transfer")
     return refs, [refs.summary(len(label_names)), "reference photos give: " + " and ".join(uses)]
+
+
+def transfer_toward(method, image, label, reference_path, label_nc, reference=None):
+    """(TransferResult, reference label path or None): ``image`` (with its label map) colour-transferred
+    toward the photo at ``reference_path`` (``reference``: its pixels when already read), per class region
+    when the photo has a label map (``label_of_photo``), else the whole image."""
+    ref_label_path = label_of_photo(reference_path)
+    ref_label = read_label(ref_label_path, label_nc) if ref_label_path else None
+    if reference is None:
+        reference = read_image(reference_path)
+    return colour_transfer.transfer(method, image, reference, label, ref_label), ref_label_path

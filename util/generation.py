@@ -25,9 +25,8 @@ import jittor as jt
 import numpy as np
 
 from data.datasets import LabelFolderDataset, raise_batch_errors
-from data import colour_transfer
 from data.image_io import read_image, read_label, save_image
-from data.references import label_of_photo
+from data.references import transfer_toward
 from data.transforms import array_to_image, image_to_array, resize_image
 from models.encoder import ImageEncoder
 from models.networks import build_networks, is_seg_noise, load_state, one_hot
@@ -75,11 +74,6 @@ def name_noise(name, seed, z_dim):
     return np.random.RandomState(derive_seed(seed, zlib.crc32(name.encode()))).randn(z_dim)
 
 
-def style_codes(names, seed, z_dim):
-    """One N(0, 1) code per image, from (seed, file name)."""
-    return jt.array(np.stack([name_noise(n, seed, z_dim) for n in names]).astype(np.float32))
-
-
 class ReferenceCodes:
     """Style codes of reference photos: the style encoder's (mu, logvar) of each photo, computed once."""
 
@@ -117,7 +111,7 @@ def generate_batch(nets, opt, label, names, seed, photos=None, reference_codes=N
     seg = one_hot(label, opt.label_nc)
     z = None
     if opt.use_vae:
-        z = batch_codes(names, seed, opt.z_dim, photos, reference_codes, getattr(opt, "sample_style", False))
+        z = batch_codes(names, seed, opt.z_dim, photos, reference_codes, opt.sample_style)
     mask_features = nets["E"](seg) if "E" in nets else None
     with jt.no_grad():
         return nets["G"](seg, z=z, mask_features=mask_features)
@@ -138,7 +132,7 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
     models) and, with ``opt.color_transfer``, are colour-transferred towards it.
     """
     photos = style.photos if style is not None else {}
-    transfer = getattr(opt, "color_transfer", "none") if photos else "none"
+    transfer = opt.color_transfer if photos else "none"
     reference_codes = ReferenceCodes(nets["Es"]) if photos and opt.use_vae else None
     dataset = LabelFolderDataset(input_dir, opt.label_nc, opt.crop_size, image_height(opt),
                                  max_size=opt.max_dataset_size, batch_size=opt.batchSize,
@@ -157,7 +151,7 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
             if pure is not None or (transfer != "none" and name in photos):
                 label = read_label(os.path.join(input_dir, name), opt.label_nc)
             if transfer != "none" and name in photos:
-                rgb = transfer_towards(transfer, rgb, label, photos[name], opt.label_nc)
+                rgb = transfer_toward(transfer, rgb, label, photos[name], opt.label_nc)[0].image
             if pure is not None:
                 rgb = pure.apply(rgb, label, name, opt.seed)
             path = os.path.join(output_dir, output_name(name, image_format))
@@ -166,11 +160,3 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
         if progress is not None:
             progress.update(len(batch["path"]))
     return written
-
-
-def transfer_towards(method, rgb, label, photo, label_nc):
-    """``rgb`` (with its label map) colour-transferred towards a reference photo (with its label map when the
-    photo is a training photo that has one)."""
-    ref_label_path = label_of_photo(photo)
-    ref_label = read_label(ref_label_path, label_nc) if ref_label_path else None
-    return colour_transfer.transfer(method, rgb, read_image(photo), label, ref_label).image

@@ -286,14 +286,6 @@ def check_transfer_options(args):
                           "reinhard.")
 
 
-def transfer_toward(method, image, label, reference, reference_path, label_nc):
-    """(TransferResult, reference label path or None): ``image`` colour-transferred toward its reference photo,
-    per class region when the photo has a label map (``references.label_of_photo``), else the whole image."""
-    ref_label_path = references.label_of_photo(reference_path)
-    ref_label = read_label(ref_label_path, label_nc) if ref_label_path else None
-    return colour_transfer.transfer(method, image, reference, label, ref_label), ref_label_path
-
-
 def score_image(args, seg, gen_path, label_path, reference_path):
     """The per-image row: mask accuracy and style correlation of the generated image and, with
     --color_transfer, of its colour-transferred version too (and how it was transferred)."""
@@ -306,8 +298,8 @@ def score_image(args, seg, gen_path, label_path, reference_path):
         row["reference"] = reference_path
         row["style_corr"] = scoring.style_correlation(image, reference)
         if transferring:
-            result, row["reference_label"] = transfer_toward(args.color_transfer, image, label, reference,
-                                                             reference_path, args.label_nc)
+            result, row["reference_label"] = references.transfer_toward(
+                args.color_transfer, image, label, reference_path, args.label_nc, reference)
             transferred = result.image
             row["transfer_mode"], row["transfer_classes"] = result.mode, list(result.classes)
             row["style_corr_transferred"] = scoring.style_correlation(transferred, reference)
