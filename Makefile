@@ -1,4 +1,4 @@
-# make demo  - create .venv, install requirements, run the CPU demo (about 20-25 min cold)
+# make demo  - create .venv, install requirements, run the CPU demo (about 10 min with a warm Jittor cache; a cold one compiles first)
 # make test  - create .venv if needed, run the test suite
 # make clean - remove demo results (keeps .venv and checkpoints)
 
