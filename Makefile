@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-test.txt
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests
 
 demo: $(STAMP)
 	$(BIN)/python -m data.demo --out $(DEMO_DATA) --num 240 --num_test 12 --width 128 --height 96 --seed 0

@@ -30,7 +30,7 @@ from data import references
 from options import test_options
 from options.base_options import explicit_flags, positive_int
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS
-from util import device
+from util import device, distributed
 from util.cli import run_main
 from util.errors import WeightsFileError
 
@@ -56,6 +56,7 @@ def move_images(src, dst):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    distributed.require_single_process("test.py")
     parser = test_options.build_parser(__doc__, add_selection_options)
     opt, _, notes = test_options.parse(argv, parser=parser)
     folder = os.path.join(opt.checkpoints_dir, opt.name)

@@ -24,12 +24,13 @@ import os
 import sys
 
 from options import test_options
-from util import device
+from util import device, distributed
 from util.cli import run_main
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    distributed.require_single_process("test_phase.py")
     opt, _, notes = test_options.parse(argv, description=__doc__)
     return generate(opt, notes)
 

@@ -22,7 +22,7 @@ import shlex
 import sys
 
 from options import base_options, presets, train_options
-from util import device
+from util import device, distributed
 from util.cli import run_main
 from util.errors import CheckpointError, OptionError, WeightsFileError
 
@@ -114,7 +114,7 @@ def build_pure_dictionary(opt, folder):
     from data import pure_colour
     path = pure_colour.default_path(folder)
     if os.path.isfile(path):
-        print(f"pure-colour dictionary: {path} exists")
+        distributed.say(f"pure-colour dictionary: {path} exists")
         return
     with tqdm(desc="pure-colour dictionary", unit="label", dynamic_ncols=True, file=sys.stderr) as bar:
         dictionary = pure_colour.build_dictionary(opt.input_path, opt.label_nc, opt.crop_size,
@@ -138,21 +138,22 @@ def main(argv=None):
         raise OptionError("both phases must use the same --name and --checkpoints_dir.")
     check_weight_files({p: opts[p] for p in phases})
     steps = plan(phases, args, opts, folder)
+    distributed.check_launch()
     device.setup(opts[phases[0]].gpu)
 
     import jittor as jt
 
     import train_phase
-    if not args.no_pure_dictionary:
+    if not args.no_pure_dictionary and distributed.is_main():
         build_pure_dictionary(opts[phases[0]], folder)
     for phase, extra in steps:
         phase_args = phase_argv(phase, args, common) + extra
-        print(f"=== {phase}: train_phase.py {' '.join(shlex.quote(a) for a in phase_args)}")
+        distributed.say(f"=== {phase}: train_phase.py {' '.join(shlex.quote(a) for a in phase_args)}")
         code = train_phase.main(phase_args)
         if code != 0:
             return code
         jt.gc()
-    print(f"recipe '{args.recipe}' finished ({', '.join(phases)}); checkpoints in {folder}")
+    distributed.say(f"recipe '{args.recipe}' finished ({', '.join(phases)}); checkpoints in {folder}")
     return 0
 
 

@@ -20,31 +20,38 @@ import sys
 import time
 
 from options import base_options, train_options
-from util import device
+from util import device, distributed
 from util.cli import run_main
 from util.errors import CheckpointError, OptionError
 
 
 class GracefulStop:
-    """Turns the first Ctrl-C into a request to stop after the current iteration."""
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop after the current iteration.
+
+    Under MPI the ranks agree on the request (any rank's signal stops all of them after the same iteration),
+    but mpirun itself ends the ranks at once on Ctrl-C or SIGTERM: there the last periodic 'latest'
+    checkpoint (--save_latest_freq) is what a resume starts from."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this iteration and saving a 'latest' checkpoint (Ctrl-C again to abort)",
-              file=sys.stderr)
+        distributed.say(f"\n{signal.Signals(signum).name}: stopping after this iteration and saving a 'latest' "
+                        f"checkpoint (Ctrl-C again to abort)", file=sys.stderr)
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
         return False
 
 
@@ -55,11 +62,11 @@ def check_resume_architecture(opt, parser, argv, folder):
     given = base_options.explicit_flags(parser, argv)
     taken = base_options.apply_saved_architecture(opt, saved, given, os.path.join(folder, "opt.json"))
     if taken:
-        print("resuming with the saved architecture: " + ", ".join(f"{k}={getattr(opt, k)}" for k in taken))
+        distributed.say("resuming with the saved architecture: " + ", ".join(f"{k}={getattr(opt, k)}" for k in taken))
 
 
 def stopped(folder):
-    print(f"stopped; resume with --continue_train (saved {folder}/latest_*)", file=sys.stderr)
+    distributed.say(f"stopped; resume with --continue_train (saved {folder}/latest_*)", file=sys.stderr)
     return 130
 
 
@@ -68,7 +75,7 @@ def to_images(var, size=None):
     import numpy as np
 
     from data.transforms import array_to_image
-    images = [array_to_image(x) for x in var.numpy()]
+    images = [array_to_image(x) for x in var.float32().numpy()]
     if size is not None and images and images[0].shape[:2] != tuple(size):
         fy, fx = size[0] // images[0].shape[0], size[1] // images[0].shape[1]
         images = [np.repeat(np.repeat(im, fy, axis=0), fx, axis=1) for im in images]
@@ -111,12 +118,18 @@ def main(argv=None):
         check_resume_architecture(opt, parser, argv, folder)
         base_options.validate_architecture(opt)
         train_options.validate_progressive(opt)
+    distributed.check_launch()
+    ranks = distributed.world_size()
+    distributed.check_batch_size(opt.batchSize, ranks)
     use_cuda = device.setup(opt.gpu)
+    main_rank = distributed.is_main()
+    say = distributed.say
 
     import jittor as jt
     from tqdm import tqdm
 
     from data.datasets import PairedDataset, raise_batch_errors
+    from models.mixed_precision import MixedPrecision
     from models.networks import network_names
     from models.trainer import SPADETrainer
     from util import checkpoint, seeding
@@ -136,7 +149,7 @@ def main(argv=None):
         tag = opt.which_epoch
         state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, names)
         if used_previous:
-            print(f"the last save of {tag} was interrupted; resuming from the complete save before it")
+            say(f"the last save of {tag} was interrupted; resuming from the complete save before it")
         start_epoch, skip_iters, total_iters = state["next_epoch"], state["next_iter"], state["total_iters"]
     elif opt.init_from:
         start_epoch, total_iters, init_states, init_source = read_init_source(opt, folder, names)
@@ -146,7 +159,8 @@ def main(argv=None):
                               f"whole run): raise --niter.")
 
     seeding.seed_everything(opt.seed if not opt.init_from else seeding.derive_seed(opt.seed, start_epoch))
-    trainer = SPADETrainer(opt, start_epoch)
+    precision, precision_note = MixedPrecision.for_device(opt.amp, use_cuda)
+    trainer = SPADETrainer(opt, start_epoch, precision)
     schedule = trainer.schedule
     if opt.continue_train:
         source = os.path.join(folder, f"{tag}_net_*.pkl")
@@ -154,43 +168,55 @@ def main(argv=None):
         trainer.load_optimizer_states(state["optimizers"], source)
         trainer.d_level = state.get("d_level", trainer.d_level)
         seeding.set_rng_state(state["rng"])
-        print(f"resumed from {tag}: epoch {start_epoch}, iteration {skip_iters} of that epoch "
+        trainer.precision.load(state.get("precision"))
+        say(f"resumed from {tag}: epoch {start_epoch}, iteration {skip_iters} of that epoch "
               f"({total_iters} iterations done)")
     elif opt.init_from:
         new = trainer.init_networks(init_states, init_source)
-        print(f"initialised from {init_source} (epochs 1..{start_epoch - 1}); fresh optimisers")
+        say(f"initialised from {init_source} (epochs 1..{start_epoch - 1}); fresh optimisers")
         for name, keys in new.items():
-            print(f"  {name}: {len(keys)} new parameter tensors at their initial values: "
+            say(f"  {name}: {len(keys)} new parameter tensors at their initial values: "
                   f"{', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
         jt.sync_all()
-    base_options.save_options(opt, parser, folder)
-    log = TrainingLog(folder, opt.name)
-    print(f"training {opt.name} ({opt.phase_name}): {len(dataset.pairs)} pairs, {dataset.num_batches()} "
-          f"iterations/epoch, epochs {start_epoch}..{total_epochs}, {'GPU' if use_cuda else 'CPU'}, images "
-          f"{opt.crop_size}x{crop_h}, checkpoints in {folder}")
+    distributed.broadcast_networks(trainer.nets)
+    log = None
+    if main_rank:
+        base_options.save_options(opt, parser, folder)
+        log = TrainingLog(folder, opt.name)
+    processes = f", {ranks} MPI ranks x {opt.batchSize // ranks} images" if ranks > 1 else ""
+    say(f"training {opt.name} ({opt.phase_name}): {len(dataset.pairs)} pairs, {dataset.num_batches()} "
+        f"iterations/epoch of {opt.batchSize} images{processes}, epochs {start_epoch}..{total_epochs}, "
+        f"{'GPU' if use_cuda else 'CPU'}, images {opt.crop_size}x{crop_h}, checkpoints in {folder}")
+    if precision_note:
+        say(precision_note)
+    elif trainer.precision.enabled:
+        say(f"training in {trainer.precision.describe()}")
     if trainer.progressive:
-        print("progressive schedule:\n  " + "\n  ".join(schedule.describe(opt.crop_size, crop_h)))
+        say("progressive schedule:\n  " + "\n  ".join(schedule.describe(opt.crop_size, crop_h)))
 
     def save(tag, next_epoch, next_iter):
+        if not main_rank:
+            return
         checkpoint.write_checkpoint(folder, tag, trainer.network_states(), {
             "next_epoch": next_epoch, "next_iter": next_iter, "total_iters": total_iters,
             "optimizers": trainer.optimizer_states(), "rng": seeding.rng_state(), "seed": opt.seed,
-            "d_level": trainer.d_level, "phase": opt.phase_name})
+            "d_level": trainer.d_level, "phase": opt.phase_name, "precision": trainer.precision.state()})
 
     def announce(epoch, i, text, bar):
         """A schedule event, on the console and in the loss log."""
-        line = f"epoch {epoch}, iteration {i + 1}: {text}"
-        bar.write(line)
-        log.note(line)
+        if log is not None:
+            line = f"epoch {epoch}, iteration {i + 1}: {text}"
+            bar.write(line)
+            log.note(line)
 
-    shown = None
+    shown, stopping = None, False
     with GracefulStop() as stop:
         for epoch in range(start_epoch, total_epochs + 1):
             g_lr, d_lr = trainer.set_epoch_learning_rate(epoch)
             dataset.set_epoch(epoch)
             n_batches = dataset.num_batches()
             bar = tqdm(total=n_batches, initial=skip_iters, desc=f"epoch {epoch}/{total_epochs}",
-                       dynamic_ncols=True, file=sys.stderr)
+                       dynamic_ncols=True, file=sys.stderr, disable=not main_rank)
             t_last = time.time()
             for i, batch in enumerate(dataset):
                 if i < skip_iters:
@@ -205,7 +231,8 @@ def main(argv=None):
                         k = trainer.nets["D"].num_D - 1 - level
                         size = schedule.size_text(level, opt.crop_size, crop_h)
                         announce(epoch, i, f"discriminator scale {k} ({size}) initialised from scale {k + 1}", bar)
-                seeding.seed_everything(seeding.derive_seed(opt.seed, epoch, i))
+                seeding.seed_everything(seeding.derive_seed(opt.seed, epoch, i,
+                                                            *distributed.seed_parts(distributed.rank(), ranks)))
                 label, real = batch["label"], batch["image"]
                 g_losses, fake = trainer.generator_step(label, real, stage)
                 d_losses = trainer.discriminator_step(label, real, stage)
@@ -213,40 +240,41 @@ def main(argv=None):
                 # power-iteration vectors) now, so that work is never fused into the next
                 # iteration: otherwise a save in between would change the floating-point result.
                 jt.sync_all()
+                stopping = distributed.any_rank(stop.requested)
                 total_iters += 1
                 losses = {**g_losses, **d_losses}
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
-                if total_iters % opt.print_freq == 0 or i + 1 == n_batches:
+                if log is not None and (total_iters % opt.print_freq == 0 or i + 1 == n_batches):
                     now = time.time()
                     log.log_losses(epoch, i + 1, losses, (now - t_last) / max(1, opt.print_freq))
                     t_last = now
-                if total_iters % opt.display_freq == 0 or i + 1 == n_batches:
+                if log is not None and (total_iters % opt.display_freq == 0 or i + 1 == n_batches):
                     full = tuple(real.shape[2:])
                     grid = sample_grid(label.numpy(), to_images(fake, full),
                                        to_images(trainer.stage_inputs(label, real, stage)[2], full), opt.label_nc)
                     log.save_samples(epoch, total_iters, grid)
                 if i + 1 == n_batches:
                     break  # the epoch-end save below covers this iteration
-                if stop.requested or total_iters % opt.save_latest_freq == 0:
+                if stopping or total_iters % opt.save_latest_freq == 0:
                     save("latest", epoch, i + 1)
-                if stop.requested:
+                if stopping:
                     bar.close()
                     return stopped(folder)
             bar.close()
             skip_iters = 0
             if trainer.progressive and schedule.finished(epoch + 1):
                 trainer.finish_progressive()
-                print(f"epoch {epoch}: progressive pre-training finished; the generator's auxiliary heads are "
+                say(f"epoch {epoch}: progressive pre-training finished; the generator's auxiliary heads are "
                       f"removed, it now is the plain {opt.crop_size}x{crop_h} model")
             save("latest", epoch + 1, 0)
             if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:
                 save(str(epoch), epoch + 1, 0)
-                print(f"epoch {epoch}: saved checkpoint {epoch} (lr G {g_lr:.2e}, D {d_lr:.2e})")
-            if stop.requested:
+                say(f"epoch {epoch}: saved checkpoint {epoch} (lr G {g_lr:.2e}, D {d_lr:.2e})")
+            if stopping:
                 return stopped(folder)
     jt.sync_all()
-    print(f"done: epochs up to {total_epochs}, {total_iters} iterations; checkpoints in {folder}")
+    say(f"done: epochs up to {total_epochs}, {total_iters} iterations; checkpoints in {folder}")
     return 0
 
 

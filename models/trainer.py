@@ -22,9 +22,11 @@ from models import loss as losses
 from models.diff_augment import diff_augment, parse_policy
 from models.encoder import kld_loss, reparameterize
 from models.inception import InceptionLoss
+from models.mixed_precision import MixedPrecision
 from models.networks import build_networks, is_seg_noise, load_state, one_hot
 from models.normalization import resize_label
 from models.progressive import schedule_from_options
+from util import distributed
 from util.errors import CheckpointError, TrainingDivergedError
 
 
@@ -62,10 +64,13 @@ def drop_from_optimizer(optimizer, params):
 
 
 class SPADETrainer:
-    def __init__(self, opt, start_epoch=1):
+    def __init__(self, opt, start_epoch=1, precision=None):
         """Networks for a run starting at ``start_epoch``: the generator has the
-        progressive heads only while pre-training is not finished."""
+        progressive heads only while pre-training is not finished. ``precision``: a
+        MixedPrecision (default: the one --amp asks for on this device)."""
         self.opt = opt
+        self.precision = precision if precision is not None else \
+            MixedPrecision.for_device(getattr(opt, "amp", "off"), bool(jt.flags.use_cuda))[0]
         self.schedule = schedule_from_options(opt)
         progressive = not self.schedule.finished(start_epoch)
         self.nets = build_networks(opt, with_discriminator=True,
@@ -117,7 +122,8 @@ class SPADETrainer:
 
         During a fade the photo is blended like the generator's output: the new
         resolution over the 2x nearest-upsampled half resolution."""
-        seg = one_hot(label, self.opt.label_nc)
+        seg = self.precision.cast(one_hot(label, self.opt.label_nc))
+        real = self.precision.cast(real)
         if stage is None:
             return seg, seg, real
         factor = 2 ** (self.schedule.last_level - stage.level)
@@ -146,7 +152,7 @@ class SPADETrainer:
         mask_features = self.nets["E"](seg) if "E" in self.nets else None
         z, kld = None, None
         if "Es" in self.nets and real is not None:
-            mu, logvar = self.nets["Es"](real)
+            mu, logvar = self.nets["Es"](self.precision.cast(real))
             z = reparameterize(mu, logvar)
             kld = kld_loss(mu, logvar) * self.opt.lambda_kld
         g = self.nets["G"].outputs if all_outputs else self.nets["G"]
@@ -165,16 +171,17 @@ class SPADETrainer:
 
     # -- updates --------------------------------------------------------
     def generator_step(self, label, real, stage=None):
-        seg, seg_small, real_small = self.stage_inputs(label, real, stage)
-        generated, kld = self.generate(seg, real, stage, all_outputs=self.edge_guided)
-        fake = generated.image if self.edge_guided else generated
-        terms = self.image_terms(fake, seg_small, real_small, stage)
-        if self.edge_guided:
-            terms.update(self.edge_guided_terms(generated, seg_small, real_small, stage))
-        if kld is not None:
-            terms["KLD"] = kld
-        total = sum(terms.values())
-        self.optimizer_G.step(total)
+        with self.precision.autocast():
+            seg, seg_small, real_small = self.stage_inputs(label, real, stage)
+            generated, kld = self.generate(seg, real, stage, all_outputs=self.edge_guided)
+            fake = generated.image if self.edge_guided else generated
+            terms = self.image_terms(fake, seg_small, real_small, stage)
+            if self.edge_guided:
+                terms.update(self.edge_guided_terms(generated, seg_small, real_small, stage))
+            if kld is not None:
+                terms["KLD"] = kld
+            total = sum(terms.values())
+        self.precision.step(self.optimizer_G, total, self.nets)
         return self._check_finite(terms, "generator"), fake
 
     def image_terms(self, fake, seg_small, real_small, stage):
@@ -210,8 +217,15 @@ class SPADETrainer:
         return terms
 
     def discriminator_step(self, label, real, stage=None):
-        if self.edge_guided:
-            return self.edge_guided_discriminator_step(label, real, stage)
+        with self.precision.autocast():
+            if self.edge_guided:
+                terms = self.edge_guided_discriminator_terms(label, real, stage)
+            else:
+                terms = self.discriminator_terms(label, real, stage)
+        self.precision.step(self.optimizer_D, terms["D_Fake"] + terms["D_Real"], self.nets)
+        return self._check_finite(terms, "discriminator")
+
+    def discriminator_terms(self, label, real, stage=None):
         opt = self.opt
         seg, seg_small, real_small = self.stage_inputs(label, real, stage)
         with jt.no_grad():
@@ -223,11 +237,10 @@ class SPADETrainer:
                                            weights=weights),
                  "D_Real": losses.gan_loss(pred_real, True, for_discriminator=True, mode=opt.gan_mode,
                                            weights=weights)}
-        self.optimizer_D.step(terms["D_Fake"] + terms["D_Real"])
-        return self._check_finite(terms, "discriminator")
+        return terms
 
-    def edge_guided_discriminator_step(self, label, real, stage=None):
-        """D's update against both images of the edge-guided generator: each term is the mean over the
+    def edge_guided_discriminator_terms(self, label, real, stage=None):
+        """D's loss terms against both images of the edge-guided generator: each term is the mean over the
         final and the image-branch image, weighted 1 : --lambda_branch (one pass of D per image)."""
         opt = self.opt
         seg, seg_small, real_small = self.stage_inputs(label, real, stage)
@@ -245,14 +258,13 @@ class SPADETrainer:
             d_real.append(losses.gan_loss(pred_real, True, for_discriminator=True, mode=opt.gan_mode,
                                           weights=weights))
         image_weights = [w for _, w in fakes]
-        terms = {"D_Fake": losses.weighted_mean(d_fake, image_weights),
-                 "D_Real": losses.weighted_mean(d_real, image_weights)}
-        self.optimizer_D.step(terms["D_Fake"] + terms["D_Real"])
-        return self._check_finite(terms, "discriminator")
+        return {"D_Fake": losses.weighted_mean(d_fake, image_weights),
+                "D_Real": losses.weighted_mean(d_real, image_weights)}
 
     @staticmethod
     def _check_finite(terms, which):
-        values = {k: float(v.item()) for k, v in terms.items()}
+        # Averaged over the MPI ranks, so that every rank logs the same values and stops together.
+        values = distributed.mean_values(terms)
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDivergedError(

@@ -83,9 +83,11 @@ def add_data_options(parser):
     g.add_argument("--crop_size", type=positive_int, default=512, help="width of the network's images in pixels")
     g.add_argument("--aspect_ratio", type=positive_float, default=4 / 3,
                    help="width / height of the network's images; height = round(crop_size / aspect_ratio)")
-    g.add_argument("--batchSize", type=positive_int, default=1, help="images per iteration")
+    g.add_argument("--batchSize", type=positive_int, default=1,
+                   help="images per iteration; in training under mpirun the global batch, split evenly over the "
+                        "ranks (so --lr means the same for any number of GPUs)")
     g.add_argument("--nThreads", type=non_negative_int, default=2,
-                   help="data-loading worker processes (0 loads in the main process)")
+                   help="data-loading worker processes (per MPI rank; 0 loads in the main process)")
     g.add_argument("--max_dataset_size", type=positive_int, default=None,
                    help="use at most this many samples (first ones in name order)")
 

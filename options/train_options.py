@@ -2,6 +2,7 @@
 
 import os
 
+from models.mixed_precision import AMP_CHOICES
 from models.progressive import STRATEGIES
 from options import base_options as base
 from options import presets
@@ -26,6 +27,9 @@ def add_training_options(parser):
     g.add_argument("--beta2", type=float, default=0.9, help="Adam beta2")
     g.add_argument("--no_TTUR", **base.SWITCH,
                    help="same learning rate for G and D (default TTUR: G uses lr/2, D uses lr*2)")
+    g.add_argument("--amp", choices=AMP_CHOICES, default="off",
+                   help="mixed precision on the GPU: bf16 or fp16 arithmetic (fp16 with dynamic loss scaling), "
+                        "float32 weights and optimiser; on the CPU it falls back to float32 with a note")
     g.add_argument("--continue_train", **base.SWITCH,
                    help="resume from --which_epoch (default latest): networks, optimisers, epoch, iteration, RNG")
     g.add_argument("--load_size", type=base.positive_int, default=None,

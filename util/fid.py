@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from options.base_options import HelpFormatter, non_negative_int, positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
-from util import device  # noqa: E402
+from util import device, distributed  # noqa: E402
 from util.cli import run_main  # noqa: E402
 from util.errors import CheckpointError, OptionError  # noqa: E402
 
@@ -112,6 +112,7 @@ def write_ranking(folder, record, ranked):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    distributed.require_single_process("util/fid.py")
     checkpoints_dir, name, tags_text = experiment_folder(args)
     from util.selection import parse_tags
     tags = parse_tags(tags_text)

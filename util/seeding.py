@@ -11,11 +11,12 @@ def derive_seed(*parts):
 
 
 def seed_everything(seed):
-    """Seed Python, NumPy and Jittor (imported lazily: call util.device.setup first)."""
+    """Seed Python, NumPy and Jittor (imported lazily: call util.device.setup first) with ``seed`` as it is,
+    in every MPI rank too (per-rank seeds are the caller's choice: util.distributed.seed_parts)."""
     import jittor as jt
     random.seed(seed)
     np.random.seed(seed)
-    jt.set_global_seed(seed)
+    jt.set_global_seed(seed, different_seed_for_mpi=False)
 
 
 def rng_state():
