@@ -1,5 +1,6 @@
 # make demo  - create .venv, install requirements, run the CPU demo (about 10 min with a warm Jittor cache; a cold one compiles first)
 # make test  - create .venv if needed, run the test suite
+# make bench - training benchmark (python -m util.bench: the real settings on a GPU, a small preset on a CPU)
 # make clean - remove demo results (keeps .venv and checkpoints)
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ DEMO_CKPT  := $(DEMO_DIR)/checkpoints
 INCEPTION_WEIGHTS ?= pretrained/pt_inception-2015-12-05-6726825d.pth
 WEIGHTS_FLAG := $(if $(wildcard $(INCEPTION_WEIGHTS)),--inception_weights $(INCEPTION_WEIGHTS),)
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo bench clean
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,9 @@ endif
 	    --segmenter_file $(DEMO_DIR)/segmenter.npz \
 	    --ref_json $(DEMO_DATA)/test/label_to_img.json --ref_dir $(DEMO_DATA)/train/imgs \
 	    --color_transfer reinhard --json $(DEMO_DIR)/style_track.json
+
+bench: $(STAMP)
+	$(BIN)/python -m util.bench
 
 clean:
 	rm -rf $(DEMO_DIR)

@@ -62,7 +62,8 @@ def check_resume_architecture(opt, parser, argv, folder):
     given = base_options.explicit_flags(parser, argv)
     taken = base_options.apply_saved_architecture(opt, saved, given, os.path.join(folder, "opt.json"))
     if taken:
-        distributed.say("resuming with the saved architecture: " + ", ".join(f"{k}={getattr(opt, k)}" for k in taken))
+        distributed.say("resuming with the saved architecture: " +
+                        ", ".join(f"{k}={getattr(opt, k)}" for k in taken))
 
 
 def stopped(folder):
@@ -170,13 +171,13 @@ def main(argv=None):
         seeding.set_rng_state(state["rng"])
         trainer.precision.load(state.get("precision"))
         say(f"resumed from {tag}: epoch {start_epoch}, iteration {skip_iters} of that epoch "
-              f"({total_iters} iterations done)")
+            f"({total_iters} iterations done)")
     elif opt.init_from:
         new = trainer.init_networks(init_states, init_source)
         say(f"initialised from {init_source} (epochs 1..{start_epoch - 1}); fresh optimisers")
         for name, keys in new.items():
             say(f"  {name}: {len(keys)} new parameter tensors at their initial values: "
-                  f"{', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
+                f"{', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
         jt.sync_all()
     distributed.broadcast_networks(trainer.nets)
     log = None
@@ -266,7 +267,7 @@ def main(argv=None):
             if trainer.progressive and schedule.finished(epoch + 1):
                 trainer.finish_progressive()
                 say(f"epoch {epoch}: progressive pre-training finished; the generator's auxiliary heads are "
-                      f"removed, it now is the plain {opt.crop_size}x{crop_h} model")
+                    f"removed, it now is the plain {opt.crop_size}x{crop_h} model")
             save("latest", epoch + 1, 0)
             if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:
                 save(str(epoch), epoch + 1, 0)

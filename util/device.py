@@ -17,23 +17,27 @@ from util.errors import OptionError
 GPU_MODES = ("auto", "on", "off")
 
 
-def count_cuda_devices():
-    """Number of CUDA devices the driver reports (0 when there is no usable driver)."""
+def cuda_driver():
+    """The CUDA driver library, initialised (cuInit), or None when there is no usable driver."""
     for name in ("libcuda.so.1", "libcuda.so"):
         try:
             lib = ctypes.CDLL(name)
         except OSError:
             continue
         try:
-            if lib.cuInit(0) != 0:
-                return 0
-            count = ctypes.c_int(0)
-            if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-                return 0
-            return int(count.value)
+            return lib if lib.cuInit(0) == 0 else None
         except AttributeError:
-            return 0
-    return 0
+            return None
+    return None
+
+
+def count_cuda_devices():
+    """Number of CUDA devices the driver reports (0 when there is no usable driver)."""
+    lib = cuda_driver()
+    count = ctypes.c_int(0)
+    if lib is None or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return int(count.value)
 
 
 def resolve_gpu_mode(mode, device_count):

@@ -1,0 +1,230 @@
+"""The training benchmark (util/bench.py) and its FLOP counter (util/flops.py).
+
+No speed is asserted here: the figures depend on the machine. The tests check
+the FLOP counts against hand-computed ones, the back-propagation accounting,
+that counting at any size builds a graph without running it, the loader
+measurement, the command line end to end at tiny settings, and its errors."""
+
+import json
+import os
+import re
+
+import jittor as jt
+import numpy as np
+import pytest
+from jittor import nn
+
+from conftest import run_script, tiny_train_opt
+from models.normalization import SNConv2d
+from util import bench, flops
+
+TINY_ARGS = ["--preset", "cpu", "--gpu", "off", "--iters", "1", "--repeats", "1", "--warmup", "1",
+             "--gen_batch", "1", "--loader_images", "4", "--loader_unique", "2", "--loader_batch", "2",
+             "--train_args", "--crop_size 32 --aspect_ratio 1 --ngf 4 --ndf 4 --spade_hidden 8 --num_D 1 "
+                             "--n_layers_D 2 --batchSize 1"]
+
+
+class TinyNet(nn.Module):
+    """conv 3->8 (3x3, pad 1), spectral conv 8->4 (3x3, stride 2, pad 1), transposed conv 4->2 (2x2,
+    stride 2), linear 128->10."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = SNConv2d(8, 4, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+        self.fc = nn.Linear(2 * 8 * 8, 10)
+
+    def execute(self, x):
+        y = self.up(self.c2(nn.relu(self.c1(x))))
+        return self.fc(y.reshape(y.shape[0], -1))
+
+
+# Multiply-adds of TinyNet on a [2, 3, 8, 8] input, by hand:
+MACS = {
+    "c1": 2 * 8 * 8 * 8 * (3 * 3 * 3),    # output elements x (in channels x kernel)
+    "c2": 2 * 4 * 4 * 4 * (8 * 3 * 3),    # 8x8 -> 4x4 with stride 2
+    "up": 2 * 4 * 4 * 4 * (2 * 2 * 2),    # every input element into out channels x kernel
+    "fc": 2 * 128 * 10,                   # rows x in x out
+}
+
+
+def trainable(net):
+    return [p for p in net.parameters() if not p.is_stop_grad()]
+
+
+def test_counts_conv_transposed_conv_and_linear_multiply_adds_as_computed_by_hand():
+    net = TinyNet()
+    with flops.FlopCounter({"net": net}) as counter:
+        out = net(jt.randn(2, 3, 8, 8))
+        assert tuple(out.shape) == (2, 10)
+        assert {c.layer: c.macs for c in counter.calls} == MACS
+        assert [c.kind for c in counter.calls] == ["conv", "conv", "deconv", "linear"]
+        assert counter.flops() == counter.flops("net") == 2 * sum(MACS.values()) == 80896
+    assert all("execute" not in m.__dict__ for _, m in net.named_modules())   # the layers are restored
+    with flops.FlopCounter({"net": net}) as counter:
+        net(jt.randn(1, 3, 8, 8))
+        assert counter.flops() == sum(MACS.values())                        # half the batch, half the FLOPs
+
+
+def test_a_no_grad_pass_counts_once_a_trained_pass_three_times():
+    net, head = TinyNet(), TinyNet()
+    total = 2 * sum(MACS.values())
+    with flops.FlopCounter({"net": net}) as counter:
+        with jt.no_grad():
+            net(jt.randn(2, 3, 8, 8))
+        assert flops.training_flops(counter.calls, trainable(net))["total"] == total
+        assert flops.naive_training_flops(counter.calls) == total
+        counter.clear()
+
+        # input computed from a trained parameter: every layer's input and weight gradients, 3x
+        x = nn.conv2d(jt.randn(2, 3, 8, 8).stop_grad(), head.c1.weight[:3], padding=1)
+        net(x)
+        result = flops.training_flops(counter.calls, trainable(net) + [head.c1.weight])
+        assert result["total"] == 3 * total and result["backward"] == 2 * total
+        assert flops.naive_training_flops(counter.calls) == 3 * total
+
+
+def test_first_layer_on_data_and_frozen_networks_count_what_their_backward_computes():
+    net, frozen = TinyNet(), nn.Linear(10, 5)
+    for p in frozen.parameters():
+        p.stop_grad()
+    with flops.FlopCounter({"net": net, "frozen": frozen}) as counter:
+        data = jt.randn(2, 3, 8, 8)
+        frozen(net(data))                      # trained net, then a frozen net the gradient flows through
+        frozen(data.reshape(2, -1)[:, :10])    # frozen net on data alone: forward only
+        factors = flops.backprop_factors(counter.calls, trainable(net))
+        assert factors == [(1, 0, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 0), (1, 0, 0)]
+        result = flops.training_flops(counter.calls, trainable(net))
+        fc = 2 * 2 * 10 * 5
+        assert result["networks"]["net"] == {"forward": 2 * sum(MACS.values()),
+                                             "backward": 2 * (2 * sum(MACS.values()) - MACS["c1"])}
+        assert result["networks"]["frozen"] == {"forward": 2 * fc, "backward": fc}
+        # detach() stops the gradient: the layers behind it are not back-propagated into
+        counter.clear()
+        net(nn.conv2d(data, net.c1.weight[:3], padding=1).detach())
+        assert flops.backprop_factors(counter.calls, trainable(net))[0] == (1, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("benchweights")
+    rng = np.random.default_rng(0)
+    vgg, inception = str(folder / bench.VGG_FILE), str(folder / bench.INCEPTION_FILE)
+    bench.write_random_vgg(vgg, rng)
+    bench.write_random_inception(inception, rng)
+    return vgg, inception
+
+
+def test_random_weight_files_load_with_the_real_loaders(weights):
+    from models.inception import InceptionV3Features
+    from models.vgg import VGG19Features
+    vgg = VGG19Features.from_file(weights[0])
+    inception = InceptionV3Features.from_file(weights[1])
+    assert inception.variant == "fid"
+    x = jt.array(np.random.RandomState(0).uniform(-1, 1, (1, 3, 80, 80)).astype(np.float32))
+    feats = inception(x)
+    assert all(np.isfinite(f.numpy()).all() for f in feats.values())
+    assert np.isfinite(vgg(x)[-1].numpy()).all()
+
+
+def test_training_flops_are_counted_from_the_lazy_graph_of_the_real_step(weights):
+    """The fine-tuning step at tiny settings: the forward FLOPs of one iteration are G on the batch twice
+    (G step, then under no_grad in D's step), D on fake + real twice, VGG19 and Inception on fake + real
+    once; the backward pass lies between 1x and 2x the forward; nothing is executed."""
+    opt = tiny_train_opt("--vgg_weights", weights[0], "--inception_weights", weights[1], "--no_vgg_loss", "no",
+                         "--inception_loss", "--diff_aug", "color,crop,translation", "--use_seg_noise",
+                         "--batchSize", "2")
+    result = bench.count_flops(opt)
+    per = result["forward_per_image"]
+    assert set(per) == {"G", "D", "VGG19", "Inception"} and all(v > 0 for v in per.values())
+    assert per["Inception"] == pytest.approx(2 * 5.7e9, rel=0.01)          # InceptionV3 at 299x299
+    n = 2
+    assert result["per_iteration_forward_only"] == pytest.approx(
+        n * (2 * per["G"] + 4 * per["D"] + 2 * per["VGG19"] + 2 * per["Inception"]))
+    forward = result["per_iteration_forward_only"]
+    assert forward < result["per_iteration"] < 3 * forward
+    assert result["per_iteration"] < result["per_iteration_naive_3x"]
+    # real photo through VGG19 / Inception: forward only; fake: forward + input gradient
+    g_nets = result["generator_step"]["networks"]
+    assert g_nets["VGG19"]["backward"] == pytest.approx(g_nets["VGG19"]["forward"] / 2)
+    assert g_nets["Inception"]["backward"] == pytest.approx(g_nets["Inception"]["forward"] / 2)
+    assert result["discriminator_step"]["networks"]["G"]["backward"] == 0
+
+
+def test_loader_measurement_on_a_handful_of_images(tiny_dataset, tmp_path):
+    opt = tiny_train_opt()
+    r = bench.measure_loader(os.path.join(tiny_dataset, "train"), opt, threads=0, batch=4, repeats=2)
+    assert r["epoch_images"] == 12 and len(r["all_images_per_s"]) == 2 and r["images_per_s"] > 0
+    assert all(s > 0 for s in r["epoch_seconds"])
+    root = bench.write_loader_dataset(str(tmp_path / "d"), total=5, unique=2, width=32, height=32)
+    assert sorted(os.listdir(os.path.join(root, "imgs"))) == [f"demo_{i:05d}.jpg" for i in range(5)]
+    assert os.path.samefile(os.path.join(root, "labels", "demo_00004.png"),
+                            os.path.join(root, "labels", "demo_00000.png"))
+
+
+def positive_numbers(obj, path=""):
+    """(path, value) of every number in a JSON tree (booleans excluded)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from positive_numbers(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from positive_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield path, obj
+
+
+def test_cpu_preset_end_to_end_prints_the_table_and_writes_every_figure(tmp_path):
+    out = str(tmp_path / "bench.json")
+    proc = run_script("util.bench", *TINY_ARGS, "--loader_threads", "0,1", "--peak_tflops", "1", "--json", out,
+                      timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for row in (r"pre-training\s+iterations/s\s+[0-9.]+", r"fine-tuning\s+images/s\s+[0-9.]+",
+                r"generation\s+images/s\s+[0-9.]+", r"images/s, 0 workers\s+[0-9.]+",
+                r"images/s, 1 workers\s+[0-9.]+", r"peak host RSS after fine-tuning\s+[0-9.]+ GiB",
+                r"G forward.*\s+[0-9.]+ [MG]", r"D forward\s+[0-9.]+ [kMG]", r"VGG19 forward\s+[0-9.]+ [MG]",
+                r"Inception forward\s+11.\d G", r"training, pre-training\s+[0-9.]+ G",
+                r"TFLOP/s, fine-tuning\s+[0-9.]+", r"utilisation\s+fine-tuning\s+[0-9.]+ %",
+                r"command: python -m util.bench --preset cpu"):
+        assert re.search(row, proc.stdout), row
+    with open(out) as f:
+        results = json.load(f)
+    for phase in ("pretrain", "finetune"):
+        t = results["train"][phase]
+        assert t["images_per_s"] == pytest.approx(t["iterations_per_s"] * t["batch"])
+        assert len(t["all_iterations_per_s"]) == 1 and t["settings"]["size"] == "32x32"
+        assert {"peak_host_rss_bytes", "peak_tensor_bytes"} <= set(t["memory"])
+        f_ = results["flops"][phase]
+        assert {"per_iteration", "achieved_tflops", "utilisation", "forward_per_image"} <= set(f_)
+    assert results["train"]["finetune"]["settings"]["inception_loss"] is True
+    assert set(results["flops"]["finetune"]["forward_per_image"]) == {"G", "D", "VGG19", "Inception"}
+    assert results["generate"]["images_per_s"] > 0
+    assert set(results["loader"]["threads"]) == {"0", "1"}
+    assert results["device"].startswith("CPU") and results["gpu"] is False
+    numbers = list(positive_numbers(results))
+    assert len(numbers) > 50
+    # all positive, but the backward FLOPs of a network that a step does not back-propagate (G in D's step)
+    # and the machine's load average (0 on an idle machine)
+    assert [p for p, v in numbers if not (v > 0 or (v == 0 and p.endswith(".backward"))
+                                          or p.startswith(".load_average"))] == []
+    assert results["flops"]["finetune"]["discriminator_step"]["networks"]["G"]["backward"] == 0
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--preset", "gpu_huge"], "gpu_huge"),
+    (["--what", "train,bogus"], "bogus"),
+    (["--phases", "warmup"], "warmup"),
+    (["--loader_threads", "two"], "two"),
+])
+def test_bad_choices_exit_with_a_message_naming_them(args, named):
+    proc = run_script("util.bench", *args, timeout=120)
+    assert proc.returncode == 2
+    assert named in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_train_args_are_named():
+    proc = run_script("util.bench", "--gpu", "off", "--what", "flops", "--train_args", "--no_such_flag 3",
+                      timeout=300)
+    assert proc.returncode == 2
+    assert "--train_args" in proc.stderr and "--no_such_flag" in proc.stderr and "Traceback" not in proc.stderr

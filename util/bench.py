@@ -1,0 +1,702 @@
+"""Benchmark of training: speed of both phases, generation, data loading, peak memory and model FLOPs.
+
+    python -m util.bench [--preset apf|cpu] [--what train,generate,loader,flops] [--json OUT.json]
+                         [--train_args "--amp bf16"] [--peak_tflops 989]
+
+With randomly initialised networks (speed does not depend on the weights'
+values) and random label maps / photos, it measures:
+
+* train: the real training step of train_phase.py (models.trainer.SPADETrainer:
+  generator_step, discriminator_step, jt.sync_all(); the batch handed over as
+  fresh Jittor arrays each iteration, as the data loader does) for the two
+  phases of the recipe: pre-training (preset apf_pretrain at the full size,
+  i.e. --pg_niter 0: the plain full-size model the last progressive stage
+  trains) and fine-tuning (preset apf_finetune: DiffAugment, seg noise,
+  Inception loss). Iterations/s and images/s (images = batch size x
+  iterations). Data loading, logging and checkpoints are not included.
+* generate: the generator's forward pass in eval mode under jt.no_grad, output
+  copied to the host (.numpy()), images/s; the fine-tuning model (with seg
+  noise: the one test.py generates with) unless only --phases pretrain.
+* loader: data.datasets.PairedDataset with the real transforms, reading JPEG
+  photos and PNG label maps at the preset's size, batch --loader_batch, one
+  full epoch per timed pass with set_epoch before it, as training does (which
+  restarts Jittor's worker processes), for each --loader_threads value.
+  Unless --data names a training folder, the data is a procedural demo set
+  in a temporary folder: --loader_unique distinct scenes repeated as hard
+  links up to --loader_images pairs, an epoch long enough that the start-up
+  weighs little. Also reported: the time to an epoch's first batch.
+* memory: the process's peak resident set size (host RAM, getrusage) after
+  each training phase, and the peak of Jittor's live tensor memory in one
+  extra, untimed training iteration with Jittor's memory profiler
+  (profile_memory_enable; on a GPU device tensors only) plus, on a GPU, the
+  device memory held by Jittor's caching allocator (used + cached; it only
+  grows, so it is the peak reserved). Both peaks are of the process so far:
+  run one phase at a time (--phases) for a per-phase figure.
+* flops: multiply-adds of every convolution and linear layer (2 FLOPs each;
+  util/flops.py), from Jittor's lazy graph at the preset's real sizes without
+  executing it: forward FLOPs per image of G, D (all scales), VGG19 and
+  InceptionV3, and FLOPs per training iteration (both steps, backward pass
+  included: util/flops.py explains the 1x/2x/3x accounting). With train, the
+  achieved TFLOP/s = FLOPs per iteration x iterations/s, and with
+  --peak_tflops the utilisation of the device's peak.
+
+Each timed measurement runs --warmup iterations first (compilation; not
+counted), then --repeats passes of --iters iterations; the median rate is
+reported and all of them go into the JSON.
+
+Presets: apf = the real settings (512x384, ngf 64, ndf 64, num_D 4,
+n_layers_D 4, 'more' upsampling, 29 labels, batch 10 pre-training / 5
+fine-tuning, VGG loss; Inception loss in fine-tuning); cpu = the same loss
+terms and phases at a size that runs on a small CPU (128x96, ngf 16, ndf 16,
+spade_hidden 32, num_D 2, n_layers_D 3, 'normal' upsampling, batch 2).
+--train_args adds train_phase.py flags to both phases' options (after the
+preset's, so they win), e.g. --train_args "--batchSize 4" or "--amp bf16"
+(mixed precision set up as train_phase.py does: on the CPU it falls back to
+float32 with a note).
+The VGG19 and Inception weight files are written with random values to a
+temporary folder (He-normal convolutions, identity batch-norm statistics)
+unless --train_args names other files.
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from options.base_options import HelpFormatter, positive_float, positive_int
+from util import device, distributed
+from util.cli import run_main
+from util.errors import OptionError
+
+PARTS = ("train", "generate", "loader", "flops")
+PHASES = ("pretrain", "finetune")
+PHASE_TITLES = {"pretrain": "pre-training", "finetune": "fine-tuning"}
+
+# Options of each phase: a recipe preset, then the preset's own flags (train_phase.py flags).
+PRESETS = {
+    "apf": {
+        "pretrain": ["--preset", "apf_pretrain", "--pg_niter", "0"],
+        "finetune": ["--preset", "apf_finetune"],
+        "flags": [],
+        "gen_batch": 10,
+        "about": "the real settings",
+    },
+    "cpu": {
+        "pretrain": ["--preset", "apf_pretrain", "--pg_niter", "0"],
+        "finetune": ["--preset", "apf_finetune"],
+        "flags": ["--crop_size", "128", "--num_upsampling_layers", "normal", "--ngf", "16", "--ndf", "16",
+                  "--spade_hidden", "32", "--num_D", "2", "--n_layers_D", "3", "--batchSize", "2"],
+        "gen_batch": 2,
+        "about": "a CPU-sized model with the real loss terms",
+    },
+}
+VGG_FILE, INCEPTION_FILE = "vgg19-random.pkl", "inception-random.pkl"
+
+
+def comma_list(allowed, what):
+    def parse(text):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, bad))}; choose from "
+                                             f"{', '.join(allowed)} (comma-separated)" if bad else
+                                             f"no {what} given; choose from {', '.join(allowed)}")
+        return list(dict.fromkeys(items))
+    return parse
+
+
+def thread_list(text):
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated worker counts >= 0 (e.g. 0,2,4), got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m util.bench", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="settings (default: apf on a GPU, cpu on the CPU)%(default).0s")
+    p.add_argument("--what", type=comma_list(PARTS, "part"), default=list(PARTS),
+                   help="parts to run, comma-separated: " + ", ".join(PARTS) + " (default: all)%(default).0s")
+    p.add_argument("--phases", type=comma_list(PHASES, "phase"), default=list(PHASES),
+                   help="training phases for train/flops: pretrain, finetune (default: both)%(default).0s")
+    p.add_argument("--gpu", choices=device.GPU_MODES, default="auto", help="auto, on or off (CPU)")
+    p.add_argument("--train_args", default="", metavar="ARGS",
+                   help="extra train_phase.py flags for both phases' options, one shell-quoted string")
+    p.add_argument("--iters", type=positive_int, default=None,
+                   help="iterations (generation: batches) per timed pass (default: 20 on a GPU, 2 on the "
+                        "CPU)%(default).0s")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed passes per measurement (median reported)")
+    p.add_argument("--warmup", type=positive_int, default=None,
+                   help="untimed iterations before the timed passes (default: 3 on a GPU, 2 on the CPU); the "
+                        "loader always runs one untimed epoch%(default).0s")
+    p.add_argument("--gen_batch", type=positive_int, default=None,
+                   help="generation batch size (default: apf 10, cpu 2)%(default).0s")
+    p.add_argument("--loader_threads", type=thread_list, default=None,
+                   help="data-loader worker counts to measure (default: 0 and the options' --nThreads)%(default).0s")
+    p.add_argument("--loader_batch", type=positive_int, default=10, help="data-loader batch size")
+    p.add_argument("--loader_images", type=positive_int, default=1000,
+                   help="pairs of the generated loader dataset, i.e. images per epoch")
+    p.add_argument("--loader_unique", type=positive_int, default=50,
+                   help="distinct scenes among them (the others repeat them as hard links)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="loader: a training folder (DIR/imgs, DIR/labels) instead of generated demo data%(default).0s")
+    p.add_argument("--peak_tflops", type=positive_float, default=None,
+                   help="the device's peak TFLOP/s at the training precision, for the utilisation%(default).0s")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON%(default).0s")
+    return p
+
+
+# ----------------------------------------------------------------------------- device and memory
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_name():
+    """Name of CUDA device 0 from the driver library (None when it cannot be asked)."""
+    import ctypes
+    lib = device.cuda_driver()
+    handle, buf = ctypes.c_int(0), ctypes.create_string_buffer(256)
+    if lib is not None and lib.cuDeviceGet(ctypes.byref(handle), 0) == 0 and \
+            lib.cuDeviceGetName(buf, 256, handle) == 0:
+        return buf.value.decode(errors="replace")
+    return None
+
+
+def peak_rss_bytes():
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def profiled_peak_tensor_bytes(run_once, use_cuda):
+    """Peak live tensor memory of Jittor's memory profiler during ``run_once()`` (device tensors only
+    on a GPU). The profiler's maximum is of the process so far; None when it cannot be read."""
+    import jittor as jt
+    try:
+        with jt.flag_scope(profile_memory_enable=2 if use_cuda else 1):
+            run_once()
+            info = jt.get_max_memory_info()
+        return int(info.split("[!@#div1!@#]")[0])
+    except Exception:  # noqa: BLE001 - an optional figure; the timing stands without it
+        return None
+
+
+def device_pool_bytes():
+    """Device memory held by Jittor's caching allocators (used + cached)."""
+    import jittor as jt
+    return int(jt.get_mem_info().total_cuda_used)
+
+
+# ----------------------------------------------------------------------------- options and weights
+def phase_argv(preset, phase, tmp, train_args):
+    cfg = PRESETS[preset]
+    return (cfg[phase] + ["--input_path", os.path.join(tmp, "unused"), "--name", "bench",
+                          "--checkpoints_dir", os.path.join(tmp, "checkpoints"),
+                          "--vgg_weights", os.path.join(tmp, VGG_FILE),
+                          "--inception_weights", os.path.join(tmp, INCEPTION_FILE)]
+            + cfg["flags"] + train_args)
+
+
+def parse_phase_options(argv, train_args_text):
+    from options import train_options
+    try:
+        opt, _ = train_options.parse(argv)
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            raise
+        raise OptionError(f"--train_args {train_args_text!r}: not valid train_phase.py options (argparse's "
+                          f"message above names the flag).") from None
+    return opt
+
+
+def write_random_vgg(path, rng):
+    """A Jittor .pkl with torchvision's VGG19 'features.N.*' keys: He-normal weights, zero biases."""
+    import jittor as jt
+
+    from models.vgg import CONV_CHANNELS
+    state = {}
+    for idx, (cin, cout) in CONV_CHANNELS.items():
+        state[f"features.{idx}.weight"] = (rng.standard_normal((cout, cin, 3, 3), dtype=np.float32)
+                                           * np.float32(np.sqrt(2.0 / (cin * 9))))
+        state[f"features.{idx}.bias"] = np.zeros(cout, np.float32)
+    jt.save(state, path)
+
+
+def write_random_inception(path, rng):
+    """A Jittor .pkl with pytorch-fid's FID Inception keys: He-normal convolutions and identity
+    batch-norm statistics (mean 0, var 1, scale 1, shift 0), which keep the activations' scale through
+    the network: finite losses, a realistic numeric range for reduced precision. (Unlike the real
+    weights these features separate images poorly; speed does not depend on it.)"""
+    import jittor as jt
+
+    from models.inception import InceptionV3Features
+    state = {}
+    for key, var in InceptionV3Features("fid").state_dict().items():
+        shape = tuple(int(s) for s in var.shape)
+        if key.endswith("conv.weight"):
+            fan_in = int(np.prod(shape[1:]))
+            state[key] = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        elif key.endswith(("running_var", "bn.weight")):
+            state[key] = np.ones(shape, np.float32)
+        else:
+            state[key] = np.zeros(shape, np.float32)
+    jt.save(state, path)
+
+
+def ensure_weights(opts, tmp):
+    """Write the random VGG19 / Inception files the options point at inside ``tmp`` (others are the user's)."""
+    rng = np.random.default_rng(0)
+    for opt in opts.values():
+        if not opt.no_vgg_loss and opt.vgg_weights == os.path.join(tmp, VGG_FILE) and \
+                not os.path.isfile(opt.vgg_weights):
+            write_random_vgg(opt.vgg_weights, rng)
+        if opt.inception_loss and opt.inception_weights == os.path.join(tmp, INCEPTION_FILE) and \
+                not os.path.isfile(opt.inception_weights):
+            write_random_inception(opt.inception_weights, rng)
+
+
+def settings_of(opt):
+    from options.base_options import image_height
+    return {"size": f"{opt.crop_size}x{image_height(opt)}", "ngf": opt.ngf, "ndf": opt.ndf, "num_D": opt.num_D,
+            "n_layers_D": opt.n_layers_D, "num_upsampling_layers": opt.num_upsampling_layers,
+            "label_nc": opt.label_nc, "spade_hidden": opt.spade_hidden, "batch": opt.batchSize,
+            "vgg_loss": not opt.no_vgg_loss, "inception_loss": bool(opt.inception_loss),
+            "diff_aug": opt.diff_aug, "use_seg_noise": bool(opt.use_seg_noise), "norm_G": opt.norm_G}
+
+
+# ----------------------------------------------------------------------------- timing
+def timed_passes(step, iters, repeats, warmup, finish):
+    """``warmup`` untimed calls of ``step(i)``, then ``repeats`` timed passes of ``iters`` calls, each
+    ending with ``finish()``: (median passes' calls/s, all calls/s, seconds of each pass)."""
+    for i in range(warmup):
+        step(i)
+    finish()
+    rates, seconds = [], []
+    for r in range(repeats):
+        start = time.perf_counter()
+        for i in range(iters):
+            step(warmup + r * iters + i)
+        finish()
+        elapsed = time.perf_counter() - start
+        seconds.append(elapsed)
+        rates.append(iters / elapsed)
+    return statistics.median(rates), rates, seconds
+
+
+def random_batches(opt, n, count=2, seed=0):
+    """``count`` (label uint8 [n, H, W], photo float32 [n, 3, H, W] in [-1, 1]) as the loader yields them."""
+    from options.base_options import image_height
+    rs = np.random.RandomState(seed)
+    h, w = image_height(opt), opt.crop_size
+    return [(rs.randint(0, opt.label_nc, (n, h, w)).astype(np.uint8),
+             rs.uniform(-1, 1, (n, 3, h, w)).astype(np.float32)) for _ in range(count)]
+
+
+def measure_training(opt, args, use_cuda, log):
+    import jittor as jt
+
+    from models.mixed_precision import MixedPrecision
+    from models.trainer import SPADETrainer
+    precision, note = MixedPrecision.for_device(opt.amp, use_cuda)
+    if note:
+        log(f"  {note}")
+    trainer = SPADETrainer(opt, 1, precision)
+    trainer.set_epoch_learning_rate(1)
+    batches = random_batches(opt, opt.batchSize)
+
+    def step(i):
+        label_np, real_np = batches[i % len(batches)]
+        label, real = jt.array(label_np), jt.array(real_np)
+        trainer.generator_step(label, real, None)
+        trainer.discriminator_step(label, real, None)
+        jt.sync_all()
+
+    rate, rates, seconds = timed_passes(step, args.iters, args.repeats, args.warmup,
+                                        lambda: jt.sync_all(True))
+    out = {"batch": opt.batchSize, "iterations_per_s": rate, "images_per_s": rate * opt.batchSize,
+           "all_iterations_per_s": rates, "all_images_per_s": [r * opt.batchSize for r in rates],
+           "pass_seconds": seconds, "iterations_per_pass": args.iters, "settings": settings_of(opt),
+           "precision": precision.describe()}
+    log(f"  {rate:.3f} it/s, {rate * opt.batchSize:.3f} img/s (passes: "
+        + ", ".join(f"{r:.3f}" for r in rates) + " it/s)")
+    memory = {"peak_host_rss_bytes": peak_rss_bytes()}
+    tensors = profiled_peak_tensor_bytes(lambda: step(0), use_cuda)
+    if tensors is not None:
+        memory["peak_tensor_bytes"] = tensors
+    if use_cuda:
+        memory["device_pool_bytes"] = device_pool_bytes()
+    out["memory"] = memory
+    return out
+
+
+def measure_generation(opt, args, log):
+    import jittor as jt
+
+    from models.networks import build_networks, one_hot
+    generator = build_networks(opt, with_discriminator=False)["G"]
+    generator.eval()
+    labels = [b[0] for b in random_batches(opt, args.gen_batch)]
+
+    def step(i):
+        with jt.no_grad():
+            generator(one_hot(jt.array(labels[i % len(labels)]), opt.label_nc)).numpy()
+
+    rate, rates, seconds = timed_passes(step, args.iters, args.repeats, args.warmup, lambda: None)
+    b = args.gen_batch
+    log(f"  {rate * b:.2f} img/s")
+    return {"batch": b, "images_per_s": rate * b, "all_images_per_s": [r * b for r in rates],
+            "pass_seconds": seconds, "batches_per_pass": args.iters,
+            "model": "fine-tuning" if opt.use_seg_noise else "pre-training", "settings": settings_of(opt)}
+
+
+def measure_loader(root, opt, threads, batch, repeats):
+    """Images/s of PairedDataset (real transforms) over full epochs: one untimed epoch, then ``repeats``
+    timed ones, each after set_epoch as in training (which restarts the worker processes). Returns the
+    median rate, all rates, each epoch's seconds and its seconds to the first batch."""
+    import jittor as jt
+
+    from data.datasets import PairedDataset, raise_batch_errors
+    from options.base_options import image_height
+    dataset = PairedDataset(root, opt.label_nc, opt.crop_size, image_height(opt), opt.load_size,
+                            allow_flip=not opt.no_flip, seed=opt.seed, batch_size=batch, num_workers=threads)
+    state = {"epoch": 0}
+
+    def epoch():
+        state["epoch"] += 1
+        start = time.perf_counter()
+        dataset.set_epoch(state["epoch"])
+        n, first = 0, None
+        for b in dataset:
+            raise_batch_errors(b)
+            jt.sync([b["label"], b["image"]])
+            n += int(b["image"].shape[0])
+            first = first or time.perf_counter()
+        return n, time.perf_counter() - start, first - start
+
+    epoch()
+    runs = [epoch() for _ in range(repeats)]
+    if hasattr(dataset, "workers"):
+        dataset.terminate()
+    rates = [n / seconds for n, seconds, _ in runs]
+    return {"images_per_s": statistics.median(rates), "all_images_per_s": rates,
+            "epoch_seconds": [r[1] for r in runs], "first_batch_seconds": [r[2] for r in runs],
+            "median_first_batch_seconds": statistics.median(r[2] for r in runs), "epoch_images": runs[-1][0]}
+
+
+# ----------------------------------------------------------------------------- FLOPs
+def optimizer_params(optimizer):
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def count_flops(opt, use_cuda=False):
+    """FLOPs of one phase's networks and training iteration, from the lazy graph (nothing is executed)."""
+    import jittor as jt
+
+    from models.mixed_precision import MixedPrecision
+    from models.networks import one_hot
+    from models.trainer import SPADETrainer
+    from util import flops
+
+    start = time.perf_counter()
+    trainer = SPADETrainer(opt, 1, MixedPrecision.for_device(opt.amp, use_cuda)[0])
+    nets = dict(trainer.nets)
+    if trainer.vgg_loss is not None:
+        nets["VGG19"] = trainer.vgg_loss.vgg
+    if trainer.inception_loss is not None:
+        nets["Inception"] = trainer.inception_loss.inception
+    g_targets, d_targets = optimizer_params(trainer.optimizer_G), optimizer_params(trainer.optimizer_D)
+    n = opt.batchSize
+    label_np, real_np = random_batches(opt, n, count=1)[0]
+    label, real = jt.array(label_np), jt.array(real_np)
+    result = {"batch": n}
+    with flops.FlopCounter(nets) as counter:
+        seg = one_hot(label, opt.label_nc)
+        per_image = {}
+        trainer.generate(seg, real)
+        per_image["G"] = counter.flops() / n
+        for name in ("E", "Es"):
+            if name in nets:
+                per_image[name] = counter.flops(name) / n
+                per_image["G"] -= per_image[name]
+        counter.clear()
+        nets["D"](seg, real)
+        per_image["D"] = counter.flops() / n
+        for name, net in (("VGG19", "VGG19"), ("Inception", "Inception")):
+            if net in nets:
+                counter.clear()
+                nets[net](real)
+                per_image[name] = counter.flops() / n
+        counter.clear()
+        result["forward_per_image"] = per_image
+
+        # the steps' forward graphs as training builds them (autocast included), without the update
+        # (back-propagation, optimiser) and without reading the losses, either of which would run them
+        trainer.precision.step = lambda optimizer, loss, nets: True
+        trainer._check_finite = lambda terms, which: {}
+        trainer.generator_step(label, real, None)
+        g_step = flops.training_flops(counter.calls, g_targets)
+        g_naive = flops.naive_training_flops(counter.calls)
+        counter.clear()
+        trainer.discriminator_step(label, real, None)
+        d_step = flops.training_flops(counter.calls, d_targets)
+        d_naive = flops.naive_training_flops(counter.calls)
+        counter.clear()
+    result["generator_step"] = g_step
+    result["discriminator_step"] = d_step
+    result["per_iteration"] = g_step["total"] + d_step["total"]
+    result["per_iteration_forward_only"] = g_step["forward"] + d_step["forward"]
+    result["per_iteration_naive_3x"] = g_naive + d_naive
+    result["per_image"] = result["per_iteration"] / n
+    result["seconds_to_count"] = time.perf_counter() - start
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+def human(value, unit=""):
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
+def gib(value):
+    return f"{value / 2 ** 30:.2f} GiB"
+
+
+def table_rows(results):
+    rows = []
+    train = results.get("train", {})
+    flops = results.get("flops", {})
+    for phase in PHASES:
+        if phase in train:
+            t = train[phase]
+            title = PHASE_TITLES[phase]
+            rows.append((title, "iterations/s", f"{t['iterations_per_s']:.3f}", f"batch {t['batch']}, "
+                         f"{t['settings']['size']}, {t['precision']}"))
+            rows.append((title, "images/s", f"{t['images_per_s']:.3f}", ""))
+    if "generate" in results:
+        g = results["generate"]
+        rows.append(("generation", "images/s", f"{g['images_per_s']:.2f}",
+                     f"batch {g['batch']}, {g['model']} G, eval, no_grad, to host"))
+    if "loader" in results:
+        ld = results["loader"]
+        for threads, r in ld["threads"].items():
+            rows.append(("data loader", f"images/s, {threads} workers", f"{r['images_per_s']:.1f}",
+                         f"{ld['size']}, batch {ld['batch']}, epochs of {r['epoch_images']} images, first batch "
+                         f"after {r['median_first_batch_seconds']:.2f} s"))
+    for phase in PHASES:
+        if phase in train:
+            m = train[phase]["memory"]
+            title = PHASE_TITLES[phase]
+            rows.append(("memory", f"peak host RSS after {title}", gib(m["peak_host_rss_bytes"]),
+                         "main process, so far"))
+            if "peak_tensor_bytes" in m:
+                rows.append(("memory", f"peak {'device ' if results['gpu'] else ''}tensors, {title}",
+                             gib(m["peak_tensor_bytes"]), "Jittor memory profiler, so far"))
+            if "device_pool_bytes" in m:
+                rows.append(("memory", f"device allocator pool after {title}", gib(m["device_pool_bytes"]),
+                             "used + cached = peak reserved"))
+    if flops:
+        per_net = {}
+        for phase in PHASES:
+            if phase in flops:
+                for net, value in flops[phase]["forward_per_image"].items():
+                    per_net.setdefault(net, {})[phase] = value
+        for net, values in per_net.items():
+            if len(set(values.values())) == 1:
+                rows.append(("FLOPs/image", f"{net} forward", human(next(iter(values.values()))), ""))
+            else:
+                for phase, value in values.items():
+                    rows.append(("FLOPs/image", f"{net} forward, {PHASE_TITLES[phase]}", human(value), ""))
+        for phase in PHASES:
+            if phase in flops:
+                f = flops[phase]
+                forward = f["per_iteration_forward_only"]
+                rows.append(("FLOPs/iteration", f"training, {PHASE_TITLES[phase]}", human(f["per_iteration"]),
+                             f"batch {f['batch']}, G and D steps: forward {human(forward)} + backward "
+                             f"{human(f['per_iteration'] - forward)}"))
+        for phase in PHASES:
+            if phase in flops and "achieved_tflops" in flops[phase]:
+                f = flops[phase]
+                rows.append(("achieved", f"TFLOP/s, {PHASE_TITLES[phase]}", f"{f['achieved_tflops']:.3f}",
+                             "FLOPs/iteration x iterations/s"))
+                if "utilisation" in f:
+                    rows.append(("utilisation", PHASE_TITLES[phase], f"{100 * f['utilisation']:.1f} %",
+                                 f"of {results['peak_tflops']:g} TFLOP/s peak"))
+    return rows
+
+
+def print_table(rows):
+    rows = [("part", "measure", "value", "notes")] + list(rows)
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"  {s:<{widths[0]}}  {n:<{widths[1]}}  {v:>{widths[2]}}  {note}".rstrip() for s, n, v, note in rows]
+    rule = "  " + "-" * (max(len(x) for x in lines) - 2)
+    print("\n".join([rule, lines[0], rule] + lines[1:] + [rule]))
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    distributed.require_single_process("util/bench.py")
+    try:
+        train_args = shlex.split(args.train_args)
+    except ValueError as err:
+        raise OptionError(f"--train_args {args.train_args!r}: {err}.") from None
+    use_cuda = device.setup(args.gpu)
+    preset = args.preset = args.preset or ("apf" if use_cuda else "cpu")
+    cfg = PRESETS[preset]
+    args.iters = args.iters or (20 if use_cuda else 2)
+    args.warmup = args.warmup or (3 if use_cuda else 2)
+    args.gen_batch = args.gen_batch or cfg["gen_batch"]
+    what = args.what
+
+    import jittor as jt
+    jt.set_global_seed(0)
+
+    def log(text):
+        print(text, flush=True)
+
+    def release():
+        """Free the last part's networks and graphs (a counted graph is dropped unexecuted)."""
+        gc.collect()
+        jt.gc()
+
+    tmp = tempfile.mkdtemp(prefix="bench_")
+    try:
+        opts = {phase: parse_phase_options(phase_argv(preset, phase, tmp, train_args), args.train_args)
+                for phase in PHASES}
+        phases = args.phases
+        gen_phase = "finetune" if "finetune" in phases else "pretrain"
+        needed = set(phases) if {"train", "flops"} & set(what) else set()
+        ensure_weights({p: opts[p] for p in needed}, tmp)
+        base = opts[phases[0]]
+        settings = settings_of(base)
+        gpu = gpu_name() if use_cuda else None
+        results = {
+            "preset": preset, "command": "python -m util.bench " + " ".join(shlex.quote(a) for a in argv),
+            "gpu": use_cuda, "device": f"GPU: {gpu or 'CUDA device 0'}" if use_cuda else
+            f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)",
+            "host": platform.node(), "load_average_at_start": os.getloadavg()[0], "parts": what, "phases": phases,
+            "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup, "settings": {p: settings_of(opts[p]) for p in phases},
+            "memory_kind": ("device: Jittor memory profiler (device tensors) and caching-allocator pool; host: peak "
+                            "RSS" if use_cuda else "host: peak RSS of the process; Jittor memory profiler (tensors)"),
+        }
+        log(f"benchmark, preset {preset} ({cfg['about']}: {settings['size']}, ngf {settings['ngf']}, num_D "
+            f"{settings['num_D']}, '{settings['num_upsampling_layers']}' upsampling, {settings['label_nc']} labels) "
+            f"on {results['device']}")
+        log(f"timing: median of {args.repeats} passes of {args.iters} iterations after {args.warmup} warm-up "
+            f"iterations")
+
+        if "flops" in what:
+            results["flops"] = {}
+            for phase in phases:
+                log(f"counting FLOPs, {PHASE_TITLES[phase]} (lazy graph, nothing executed) ...")
+                results["flops"][phase] = count_flops(opts[phase], use_cuda)
+                release()
+                log(f"  {human(results['flops'][phase]['per_iteration'])}FLOP/iteration "
+                    f"({results['flops'][phase]['seconds_to_count']:.1f} s to count)")
+        if "train" in what:
+            results["train"] = {}
+            for phase in phases:
+                log(f"training, {PHASE_TITLES[phase]} (batch {opts[phase].batchSize}) ...")
+                results["train"][phase] = measure_training(opts[phase], args, use_cuda, log)
+                release()
+        if "generate" in what:
+            log(f"generation (batch {args.gen_batch}) ...")
+            results["generate"] = measure_generation(opts[gen_phase], args, log)
+            release()
+        if "loader" in what:
+            results["loader"] = run_loader(args, opts[phases[0]], tmp, log)
+        if "flops" in results and "train" in results:
+            for phase in phases:
+                f = results["flops"][phase]
+                f["achieved_tflops"] = f["per_iteration"] * results["train"][phase]["iterations_per_s"] / 1e12
+                if args.peak_tflops:
+                    f["utilisation"] = f["achieved_tflops"] / args.peak_tflops
+        if args.peak_tflops:
+            results["peak_tflops"] = args.peak_tflops
+        results["peak_host_rss_bytes"] = peak_rss_bytes()
+        results["load_average_at_end"] = os.getloadavg()[0]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\n{results['device']}; preset {preset}: " + ", ".join(
+        f"{PHASE_TITLES[p]} {s['size']} batch {s['batch']}" for p, s in results["settings"].items()))
+    print(f"command: {results['command']}")
+    print(f"1-minute load average {results['load_average_at_start']:.2f} at the start, "
+          f"{results['load_average_at_end']:.2f} at the end ({os.cpu_count()} logical cores; other busy processes "
+          f"lower the timings)")
+    print_table(table_rows(results))
+    if args.json:
+        from util.checkpoint import write_text
+        write_text(args.json, json.dumps(results, indent=1))
+        print(f"wrote {args.json}")
+    sys.stdout.flush()
+    return 0
+
+
+def write_loader_dataset(root, total, unique, width, height):
+    """A training folder of ``total`` pairs at width x height: ``unique`` procedural demo scenes
+    (data.demo), repeated under further names as hard links (copies where links fail), so that long
+    epochs cost little to write. Returns the folder (root/train)."""
+    from data.demo import write_dataset
+    unique = min(unique, total)
+    write_dataset(root, unique, width, height, seed=0, num_test=0, progress=False)
+    train = os.path.join(root, "train")
+    for sub, ext in (("imgs", ".jpg"), ("labels", ".png")):
+        folder = os.path.join(train, sub)
+        for i in range(unique, total):
+            src, dst = (os.path.join(folder, f"demo_{k:05d}{ext}") for k in (i % unique, i))
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+    return train
+
+
+def run_loader(args, opt, tmp, log):
+    from options.base_options import image_height
+    threads = args.loader_threads or list(dict.fromkeys([0, opt.nThreads]))
+    h = image_height(opt)
+    if args.data:
+        root = args.data
+        source = args.data
+    else:
+        count = max(args.loader_images, args.loader_batch)
+        unique = min(args.loader_unique, count)
+        log(f"writing a loader dataset of {count} pairs at {opt.crop_size}x{h} ({unique} distinct demo scenes) ...")
+        root = write_loader_dataset(os.path.join(tmp, "data"), count, unique, opt.crop_size, h)
+        source = f"demo data, {count} pairs ({unique} distinct scenes)"
+    out = {"size": f"{opt.crop_size}x{h}", "batch": args.loader_batch, "data": source, "threads": {}}
+    for n in threads:
+        log(f"data loader, {n} workers ...")
+        r = measure_loader(root, opt, n, args.loader_batch, args.repeats)
+        out["threads"][str(n)] = r
+        log(f"  {r['images_per_s']:.1f} img/s (first batch of an epoch after {r['median_first_batch_seconds']:.2f} s)")
+    return out
+
+
+if __name__ == "__main__":
+    run_main(main)
