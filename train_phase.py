@@ -37,12 +37,21 @@ class GracefulStop:
     def __init__(self):
         self.requested = False
         self._previous = {}
+        self._owner = None
 
     def __enter__(self):
+        self._owner = os.getpid()
         self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._owner:
+            # A forked data-loader worker inherited this handler. Ctrl-C reaches the whole process group:
+            # the main process decides, the worker goes on. SIGTERM is how a worker is ended: end it.
+            if signum != signal.SIGINT:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -139,16 +148,20 @@ def main(argv=None):
     crop_h = base_options.image_height(opt)
     dataset = PairedDataset(opt.input_path, opt.label_nc, opt.crop_size, crop_h, opt.load_size,
                             allow_flip=not opt.no_flip, seed=opt.seed, max_size=opt.max_dataset_size,
-                            batch_size=opt.batchSize, num_workers=opt.nThreads)
+                            batch_size=opt.batchSize, num_workers=opt.nThreads, dontcare_255=opt.dontcare_255)
     total_epochs = opt.niter + opt.niter_decay
     if total_epochs == 0:
         raise OptionError("--niter + --niter_decay is 0: nothing to train.")
 
     names = network_names(opt, with_discriminator=True)
     start_epoch, skip_iters, total_iters = 1, 0, 0
+    imported = None
     if opt.continue_train:
         tag = opt.which_epoch
-        state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, names)
+        # a checkpoint made by util/import_ckpt.py holds the generator (and mask encoder) only
+        imported = checkpoint.imported_format(folder, tag)
+        read_names = [n for n in names if n != "D"] if imported else names
+        state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, read_names)
         if used_previous:
             say(f"the last save of {tag} was interrupted; resuming from the complete save before it")
         start_epoch, skip_iters, total_iters = state["next_epoch"], state["next_iter"], state["total_iters"]
@@ -163,7 +176,14 @@ def main(argv=None):
     precision, precision_note = MixedPrecision.for_device(opt.amp, use_cuda)
     trainer = SPADETrainer(opt, start_epoch, precision)
     schedule = trainer.schedule
-    if opt.continue_train:
+    if imported:
+        source = os.path.join(folder, f"{tag}_net_*.pkl")
+        new = trainer.init_networks(net_states, source)
+        say(f"fine-tuning the {imported} networks imported in {source} from epoch 1, with fresh optimisers")
+        for name, keys in new.items():
+            say(f"  {name}: {len(keys)} tensors start at their initial values (nothing was imported for them)")
+        jt.sync_all()
+    elif opt.continue_train:
         source = os.path.join(folder, f"{tag}_net_*.pkl")
         trainer.load_networks(net_states, source)
         trainer.load_optimizer_states(state["optimizers"], source)
@@ -211,7 +231,7 @@ def main(argv=None):
             log.note(line)
 
     shown, stopping = None, False
-    with GracefulStop() as stop:
+    with GracefulStop() as stop, dataset:
         for epoch in range(start_epoch, total_epochs + 1):
             g_lr, d_lr = trainer.set_epoch_learning_rate(epoch)
             dataset.set_epoch(epoch)

@@ -50,14 +50,41 @@ class EpochSampler:
         return self.n
 
 
-class PairedDataset(Dataset):
+class ClosingWorkers:
+    """Mixin: ``close()`` ends the loader worker processes now; ``with dataset:`` closes at the end.
+
+    Close a dataset that has ``num_workers`` > 0 when done with it. Left alive until the interpreter
+    shuts down, idle workers can fail on the shared locks that shutdown finalises, and a failing Jittor
+    worker interrupts (SIGINT) the main process, which then ends by that signal instead of its own exit
+    code.
+    """
+
+    def close(self, timeout=10):
+        workers = getattr(self, "workers", None)
+        if not workers:
+            return
+        self.terminate()  # SIGTERM
+        for worker in workers:
+            worker.p.join(timeout)
+        del self.workers  # Jittor's reset() and __del__ skip a dataset without workers
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class PairedDataset(ClosingWorkers, Dataset):
     """Photo/label pairs of ``root``/imgs and ``root``/labels with random crop and flip."""
 
     def __init__(self, root, label_nc, crop_w, crop_h, load_size, allow_flip=True, seed=0,
-                 max_size=None, batch_size=1, num_workers=0, shuffle=True, drop_last=True):
+                 max_size=None, batch_size=1, num_workers=0, shuffle=True, drop_last=True, dontcare_255=False):
         super().__init__()
         self.pairs = folders.training_pairs(root, max_size)
         self.label_nc, self.crop_w, self.crop_h = label_nc, crop_w, crop_h
+        self.dontcare_255 = dontcare_255
         self.load_size, self.allow_flip, self.seed = load_size, allow_flip, seed
         self.sampler = EpochSampler(len(self.pairs), seed, shuffle)
         if drop_last and len(self.pairs) < batch_size:
@@ -82,7 +109,7 @@ class PairedDataset(Dataset):
         img_path, label_path = self.pairs[i]
         try:
             rgb = read_image(img_path)
-            label = read_label(label_path, self.label_nc)
+            label = read_label(label_path, self.label_nc, self.dontcare_255)
             if rgb.shape[:2] != label.shape:
                 raise DatasetError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but {label_path} is "
                                    f"{label.shape[1]}x{label.shape[0]}.")
@@ -97,20 +124,22 @@ class PairedDataset(Dataset):
                 "path": os.path.basename(img_path), "error": error}
 
 
-class LabelFolderDataset(Dataset):
+class LabelFolderDataset(ClosingWorkers, Dataset):
     """Label maps of a folder, resized (nearest) to the network size; keeps each map's own size."""
 
-    def __init__(self, folder, label_nc, crop_w, crop_h, max_size=None, batch_size=1, num_workers=0):
+    def __init__(self, folder, label_nc, crop_w, crop_h, max_size=None, batch_size=1, num_workers=0,
+                 dontcare_255=False):
         super().__init__()
         self.paths = folders.test_labels(folder, max_size)
         self.label_nc, self.crop_w, self.crop_h = label_nc, crop_w, crop_h
+        self.dontcare_255 = dontcare_255
         self.set_attrs(total_len=len(self.paths), batch_size=batch_size, shuffle=False,
                        num_workers=num_workers, drop_last=False)
 
     def __getitem__(self, index):
         path = self.paths[index]
         try:
-            label = read_label(path, self.label_nc)
+            label = read_label(path, self.label_nc, self.dontcare_255)
             error = ""
         except UserError as err:
             label = np.zeros((self.crop_h, self.crop_w), np.uint8)

@@ -51,11 +51,13 @@ def label_values_error(path, label, label_nc):
             f"Either the file is not a class-id map, or --label_nc ({label_nc}) is too small.")
 
 
-def read_label(path, label_nc):
+def read_label(path, label_nc, dontcare_255=False):
     """Read a single-channel class-id map as an HxW uint8 array, validated against ``label_nc``.
 
     An RGB file is accepted only if its three channels are identical (a grey
-    map saved as RGB); a colour-coded visualisation is refused.
+    map saved as RGB); a colour-coded visualisation is refused. With
+    ``dontcare_255`` the value 255 (unlabelled) is read as the last class,
+    ``label_nc - 1`` (the dont-care class of SPADE's released models).
     """
     img = _open(path, LabelMapError, "label map")
     if img.mode in ("L", "P"):
@@ -73,6 +75,8 @@ def read_label(path, label_nc):
         label = arr[..., 0]
     else:
         raise LabelMapError(f"{path}: unsupported label map mode {img.mode!r}; expected single-channel 8-bit PNG.")
+    if dontcare_255:
+        label = np.where(label == 255, label_nc - 1, label)
     message = label_values_error(path, label, label_nc)
     if message:
         raise LabelMapError(message)

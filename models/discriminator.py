@@ -13,6 +13,7 @@ import jittor as jt
 from jittor import nn
 
 from models.normalization import avg_pool_exclude_pad, normed_conv
+from options.base_options import semantic_nc
 
 
 class NLayerDiscriminator(nn.Module):
@@ -43,7 +44,8 @@ class MultiscaleDiscriminator(nn.Module):
         super().__init__()
         self.num_D = opt.num_D
         for i in range(opt.num_D):
-            setattr(self, f"discriminator_{i}", NLayerDiscriminator(opt.label_nc + 3, opt.ndf, opt.n_layers_D, opt.norm_D))
+            setattr(self, f"discriminator_{i}",
+                    NLayerDiscriminator(semantic_nc(opt) + 3, opt.ndf, opt.n_layers_D, opt.norm_D))
 
     def scale(self, index):
         return getattr(self, f"discriminator_{index}")

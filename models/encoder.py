@@ -12,6 +12,7 @@ from jittor import nn
 
 from models.generator import num_upsamplings
 from models.normalization import normed_conv
+from options.base_options import semantic_nc
 
 
 class ImageEncoder(nn.Module):
@@ -42,7 +43,7 @@ class MaskEncoder(nn.Module):
         ngf = opt.ngf
         n = num_upsamplings(opt.num_upsampling_layers)
         widths = [min(ngf * 2 ** i, ngf * 8) for i in range(n - 1)] + [ngf * 16]
-        prev = opt.label_nc
+        prev = semantic_nc(opt)
         self.num_layers = n
         for i, width in enumerate(widths):
             setattr(self, f"layer{i + 1}", normed_conv(opt.norm_E, prev, width, 3, stride=2, padding=1))

@@ -25,7 +25,7 @@ from jittor import nn
 
 from models.architecture import SPADEResnetBlock
 from models.normalization import resize_label
-from options.base_options import NUM_UPSAMPLINGS, image_height
+from options.base_options import NUM_UPSAMPLINGS, image_height, semantic_nc
 
 NUM_UP_BLOCKS = {mode: n - 1 for mode, n in NUM_UPSAMPLINGS.items()}
 
@@ -57,14 +57,14 @@ class SPADEGenerator(nn.Module):
         self.encode_mask = opt.encode_mask
         self.z_dim = opt.z_dim
         self.ngf = nf
-        semantic_nc = opt.label_nc
+        label_channels = semantic_nc(opt)
         if opt.use_vae:
             self.fc = nn.Linear(opt.z_dim, 16 * nf * self.sw * self.sh)
         elif not opt.encode_mask:
-            self.fc = nn.Conv2d(semantic_nc, 16 * nf, 3, padding=1)
+            self.fc = nn.Conv2d(label_channels, 16 * nf, 3, padding=1)
 
         def block(fin, fout):
-            return SPADEResnetBlock(fin, fout, opt.norm_G, semantic_nc, opt.spade_hidden,
+            return SPADEResnetBlock(fin, fout, opt.norm_G, label_channels, opt.spade_hidden,
                                     opt.use_seg_noise)
 
         self.head_0 = block(16 * nf, 16 * nf)
@@ -130,7 +130,8 @@ class SPADEGenerator(nn.Module):
         return self.G_middle_1(x, seg)
 
     def execute(self, seg, z=None, mask_features=None, stage=None):
-        """seg: one-hot label map [N, label_nc, H, W] at the full output size; returns images in [-1, 1].
+        """seg: one-hot label map [N, label_nc, H, W] (+ the edge channel with --label_edges, see
+        models.networks.semantic_input) at the full output size; returns images in [-1, 1].
 
         ``stage`` (a models.progressive.Stage) selects the output level of a
         generator with progressive heads: the image then has that level's size.

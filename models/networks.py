@@ -73,6 +73,25 @@ def one_hot(label, num_classes):
     return (label.unsqueeze(1).int32() == classes).float32()
 
 
+def label_edge_map(label):
+    """[N, H, W] class ids -> [N, 1, H, W] float32: 1 where a pixel differs from its left, right, upper or
+    lower neighbour (the rule of SPADE's instance-edge channel, applied to the label map)."""
+    t = label.unsqueeze(1).int32()
+    dx = (t[:, :, :, 1:] != t[:, :, :, :-1]).float32()
+    dy = (t[:, :, 1:, :] != t[:, :, :-1, :]).float32()
+    count = nn.pad(dx, (1, 0, 0, 0)) + nn.pad(dx, (0, 1, 0, 0)) + nn.pad(dy, (0, 0, 1, 0)) + nn.pad(dy, (0, 0, 0, 1))
+    return (count > 0).float32()
+
+
+def semantic_input(label, opt):
+    """The networks' label input: the one-hot map of ``label`` [N, H, W], with --label_edges followed by
+    its edge map (``options.base_options.semantic_nc(opt)`` channels)."""
+    seg = one_hot(label, opt.label_nc)
+    if getattr(opt, "label_edges", False):
+        seg = jt.concat([seg, label_edge_map(label)], dim=1)
+    return seg
+
+
 def is_seg_noise(key):
     """Seg-noise parameters: zero when built, so a checkpoint without them means 'no seg noise'."""
     return "seg_noise_var" in key

@@ -23,7 +23,7 @@ from models.diff_augment import diff_augment, parse_policy
 from models.encoder import kld_loss, reparameterize
 from models.inception import InceptionLoss
 from models.mixed_precision import MixedPrecision
-from models.networks import build_networks, is_seg_noise, load_state, one_hot
+from models.networks import build_networks, is_seg_noise, load_state, semantic_input
 from models.normalization import resize_label
 from models.progressive import schedule_from_options
 from util import distributed
@@ -122,7 +122,7 @@ class SPADETrainer:
 
         During a fade the photo is blended like the generator's output: the new
         resolution over the 2x nearest-upsampled half resolution."""
-        seg = self.precision.cast(one_hot(label, self.opt.label_nc))
+        seg = self.precision.cast(semantic_input(label, self.opt))
         real = self.precision.cast(real)
         if stage is None:
             return seg, seg, real

@@ -13,7 +13,7 @@ from util.errors import OptionError
 ARCHITECTURE_KEYS = (
     "label_nc", "crop_size", "aspect_ratio", "ngf", "ndf", "num_D", "n_layers_D",
     "norm_G", "norm_D", "norm_E", "num_upsampling_layers", "use_vae", "encode_mask",
-    "z_dim", "spade_hidden", "use_seg_noise", "netG",
+    "z_dim", "spade_hidden", "use_seg_noise", "netG", "label_edges", "dontcare_255",
 )
 
 # Upsamplings of the generator per --num_upsampling_layers (its up blocks are one fewer).
@@ -80,6 +80,9 @@ def add_data_options(parser):
     g.add_argument("--input_path", required=True,
                    help="training: folder with imgs/ and labels/ (or lables/); generation: folder of label maps")
     g.add_argument("--label_nc", type=positive_int, default=29, help="number of semantic classes (ids 0..label_nc-1)")
+    g.add_argument("--dontcare_255", **SWITCH,
+                   help="read the label value 255 (unlabelled) as the last class id, label_nc-1: the dont-care class "
+                        "of SPADE's released ADE20K and COCO-Stuff models (set by util/import_ckpt.py)")
     g.add_argument("--crop_size", type=positive_int, default=512, help="width of the network's images in pixels")
     g.add_argument("--aspect_ratio", type=positive_float, default=4 / 3,
                    help="width / height of the network's images; height = round(crop_size / aspect_ratio)")
@@ -116,6 +119,11 @@ def add_generator_options(parser):
     g.add_argument("--use_seg_noise", **SWITCH,
                    help="inject Gaussian noise in every SPADE layer with a learned amplitude per class and channel "
                         "(zero at the start, so it can be switched on for fine-tuning a trained model)")
+    g.add_argument("--label_edges", **SWITCH,
+                   help="give the networks one more input channel after the one-hot label map: its edge map (1 where "
+                        "a pixel's class differs from a 4-neighbour's). The instance-edge channel of the official "
+                        "SPADE Cityscapes and COCO-Stuff models, computed from the label map since no instance maps "
+                        "are read (set by util/import_ckpt.py)")
     g.add_argument("--z_dim", type=positive_int, default=256, help="size of the style code when --use_vae")
     g.add_argument("--norm_E", default="spectralinstance",
                    help="encoder normalisation: [spectral]{instance,batch,syncbatch,none}")
@@ -158,9 +166,17 @@ def validate_architecture(opt):
         raise OptionError(f"the image height {height} (crop_size / aspect_ratio) must be a multiple of {2 ** n_up} "
                           f"for --num_upsampling_layers {opt.num_upsampling_layers}; e.g. 512x384 and 256x192 "
                           f"work with 'more', 128x96 with 'normal'.")
+    if getattr(opt, "label_edges", False) and getattr(opt, "netG", "spade") == "spade_edge":
+        raise OptionError("--label_edges is not supported by --netG spade_edge (its class head expects the one-hot "
+                          "label map alone).")
     if opt.num_upsampling_layers != "normal" and opt.ngf < 4:
         raise OptionError("--ngf must be >= 4 with more/most upsampling layers.")
     return opt
+
+
+def semantic_nc(opt):
+    """Channels of the networks' label input: label_nc, plus 1 (the edge map) with --label_edges."""
+    return opt.label_nc + (1 if getattr(opt, "label_edges", False) else 0)
 
 
 def image_height(opt):

@@ -31,7 +31,9 @@ def add_training_options(parser):
                    help="mixed precision on the GPU: bf16 or fp16 arithmetic (fp16 with dynamic loss scaling), "
                         "float32 weights and optimiser; on the CPU it falls back to float32 with a note")
     g.add_argument("--continue_train", **base.SWITCH,
-                   help="resume from --which_epoch (default latest): networks, optimisers, epoch, iteration, RNG")
+                   help="resume from --which_epoch (default latest): networks, optimisers, epoch, iteration, RNG; with "
+                        "--which_epoch imported, fine-tune a checkpoint imported by util/import_ckpt.py from epoch 1 "
+                        "(fresh discriminator and optimisers)")
     g.add_argument("--load_size", type=base.positive_int, default=None,
                    help="scale photos to this width before the random crop of --crop_size (default: crop_size, "
                         "i.e. no crop)")

@@ -3,6 +3,7 @@ option sets, a tiny procedural dataset and random FID Inception weights, each
 made once per session."""
 
 import os
+import signal
 import sys
 
 import pytest
@@ -13,6 +14,12 @@ sys.path.insert(0, ROOT)
 from util import device  # noqa: E402
 
 device.setup("off")
+
+# Importing Jittor installs C signal handlers that end the whole process at once (quick_exit(1), no report)
+# when a child process dies from a signal or SIGINT arrives. In the test process such an event must fail a
+# test visibly instead of ending the run without a summary: back to Python's own handling.
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Tiny network settings shared by tests so Jittor compiles each op shape once.
 TINY_NET_FLAGS = ["--ngf", "8", "--ndf", "8", "--spade_hidden", "16", "--num_D", "2", "--n_layers_D", "3",

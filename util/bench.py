@@ -396,8 +396,7 @@ def measure_loader(root, opt, threads, batch, repeats):
 
     epoch()
     runs = [epoch() for _ in range(repeats)]
-    if hasattr(dataset, "workers"):
-        dataset.terminate()
+    dataset.close()
     rates = [n / seconds for n, seconds, _ in runs]
     return {"images_per_s": statistics.median(rates), "all_images_per_s": rates,
             "epoch_seconds": [r[1] for r in runs], "first_batch_seconds": [r[2] for r in runs],

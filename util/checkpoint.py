@@ -166,6 +166,15 @@ def read_state(folder, tag, nets, suffix=""):
     return state
 
 
+def imported_format(folder, tag):
+    """The source format ('spade', 'apf') when ``tag`` was written by util/import_ckpt.py, else None."""
+    path = state_path(folder, tag)
+    if not os.path.isfile(path):
+        return None
+    state = read_file(path, "training-state")
+    return state.get("imported") if isinstance(state, dict) else None
+
+
 def read_training_checkpoint(folder, tag, nets):
     """(state, {name: state dict}, used_previous) of a complete checkpoint at ``tag``.
 

@@ -29,7 +29,7 @@ from data.image_io import read_image, read_label, save_image
 from data.references import transfer_toward
 from data.transforms import array_to_image, image_to_array, resize_image
 from models.encoder import ImageEncoder
-from models.networks import build_networks, is_seg_noise, load_state, one_hot
+from models.networks import build_networks, is_seg_noise, load_state, semantic_input
 from options.base_options import experiment_dir, image_height
 from util import checkpoint
 from util.errors import CheckpointError
@@ -108,7 +108,7 @@ def batch_codes(names, seed, z_dim, photos=None, reference_codes=None, sample=Fa
 def generate_batch(nets, opt, label, names, seed, photos=None, reference_codes=None):
     """Images for a batch of label maps; ``photos`` {name: reference photo} and ``reference_codes``
     (a ``ReferenceCodes``) give the style codes of the names that have a reference."""
-    seg = one_hot(label, opt.label_nc)
+    seg = semantic_input(label, opt)
     z = None
     if opt.use_vae:
         z = batch_codes(names, seed, opt.z_dim, photos, reference_codes, opt.sample_style)
@@ -136,27 +136,30 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
     reference_codes = ReferenceCodes(nets["Es"]) if photos and opt.use_vae else None
     dataset = LabelFolderDataset(input_dir, opt.label_nc, opt.crop_size, image_height(opt),
                                  max_size=opt.max_dataset_size, batch_size=opt.batchSize,
-                                 num_workers=opt.nThreads)
+                                 num_workers=opt.nThreads, dontcare_255=getattr(opt, "dontcare_255", False))
     os.makedirs(output_dir, exist_ok=True)
     written = []
-    for batch in dataset:
-        raise_batch_errors(batch)
-        # Seg noise is drawn per batch: from the seed and the batch's file names, so with
-        # --batchSize 1 (the default) every image depends only on (seed, its name).
-        seed_everything(derive_seed(opt.seed, *(zlib.crc32(name.encode()) for name in batch["path"])))
-        fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed, photos, reference_codes).numpy()
-        for arr, name, size in zip(fake, batch["path"], batch["orig_size"].numpy()):
-            rgb = resize_image(array_to_image(arr), tuple(int(s) for s in size))
-            label = None
-            if pure is not None or (transfer != "none" and name in photos):
-                label = read_label(os.path.join(input_dir, name), opt.label_nc)
-            if transfer != "none" and name in photos:
-                rgb = transfer_toward(transfer, rgb, label, photos[name], opt.label_nc)[0].image
-            if pure is not None:
-                rgb = pure.apply(rgb, label, name, opt.seed)
-            path = os.path.join(output_dir, output_name(name, image_format))
-            save_image(path, rgb, quality=quality)
-            written.append(path)
-        if progress is not None:
-            progress.update(len(batch["path"]))
+    with dataset:
+        for batch in dataset:
+            raise_batch_errors(batch)
+            # Seg noise is drawn per batch: from the seed and the batch's file names, so with
+            # --batchSize 1 (the default) every image depends only on (seed, its name).
+            seed_everything(derive_seed(opt.seed, *(zlib.crc32(name.encode()) for name in batch["path"])))
+            fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed, photos,
+                                  reference_codes).numpy()
+            for arr, name, size in zip(fake, batch["path"], batch["orig_size"].numpy()):
+                rgb = resize_image(array_to_image(arr), tuple(int(s) for s in size))
+                label = None
+                if pure is not None or (transfer != "none" and name in photos):
+                    label = read_label(os.path.join(input_dir, name), opt.label_nc,
+                                       getattr(opt, "dontcare_255", False))
+                if transfer != "none" and name in photos:
+                    rgb = transfer_toward(transfer, rgb, label, photos[name], opt.label_nc)[0].image
+                if pure is not None:
+                    rgb = pure.apply(rgb, label, name, opt.seed)
+                path = os.path.join(output_dir, output_name(name, image_format))
+                save_image(path, rgb, quality=quality)
+                written.append(path)
+            if progress is not None:
+                progress.update(len(batch["path"]))
     return written

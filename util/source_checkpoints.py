@@ -1,0 +1,207 @@
+"""Released generator checkpoints of the two reference systems, mapped onto this framework.
+
+``spade``: NVlabs SPADE's PyTorch ``latest_net_G.pth`` (ADE20K, Cityscapes,
+COCO-Stuff). Its names are ours; the batch-norm counters
+``*.num_batches_tracked`` are dropped (Jittor's batch norm has none, and with
+a fixed momentum they never enter a computation).
+
+``apf``: APF-GAN's Jittor ``{tag}_net_G.pkl`` + ``{tag}_net_E.pkl``. Differences:
+``out_conv_img.*`` is our ``conv_img.*``; every SPADE layer's seg-noise 1x1
+convolution has a bias, ours has none. That convolution only ever sees the
+one-hot label map (resized nearest, so still one-hot: its channels sum to 1 at
+every pixel), hence W s + b = (W + b 1^T) s exactly: the bias is folded into
+the weight (b added to every class column). The encoder's VAE heads
+``fc_mu.*``/``fc_var.*`` are not used on the mask-encoding path APF-GAN
+generates with and are dropped, by name.
+
+``infer_architecture`` reads the architecture options from the tensor shapes.
+Pure NumPy; the files themselves are read by ``util/import_ckpt.py``.
+"""
+
+import numpy as np
+
+from util.errors import CheckpointError, few
+
+FORMATS = ("spade", "apf")
+
+# Label input channels of SPADE's released models -> what they are (and what our options make of them).
+RELEASED_SPADE = {
+    151: dict(dataset="ade20k", label_nc=151, label_edges=False, dontcare_255=True, crop_size=256, aspect_ratio=1.0,
+              input="150 classes + dont-care (ADE20K label ids 0..150, 0 = unknown; 255 is read as 150), "
+                    "no instance edges"),
+    36: dict(dataset="cityscapes", label_nc=35, label_edges=True, dontcare_255=False, crop_size=512,
+             aspect_ratio=2.0,
+             input="35 Cityscapes label ids + instance-edge channel"),
+    184: dict(dataset="coco", label_nc=183, label_edges=True, dontcare_255=True, crop_size=256, aspect_ratio=1.0,
+              input="182 COCO-Stuff classes + dont-care (id 182; the value 255 is read as 182) + instance-edge "
+                    "channel"),
+}
+RELEASED_APF = dict(dataset="apf-landscape", dontcare_255=False, crop_size=512, aspect_ratio=4 / 3,
+                    input="29 landscape classes (ids 0..28)")
+NUM_UP_BLOCKS_TO_MODE = {4: "normal", 5: "more", 6: "most"}
+SHOWN = 20  # names listed per kind of mismatch
+DROPPED_APF_ENCODER_KEYS = ("fc_mu.weight", "fc_mu.bias", "fc_var.weight", "fc_var.bias")
+
+
+class SourceCheckpointError(CheckpointError):
+    """A source checkpoint that is unreadable, of another format, or of an architecture this framework lacks."""
+
+
+def as_arrays(state, source):
+    """{name: numpy array} from a state dict whose values are arrays, Jittor/PyTorch-like tensors or scalars."""
+    if not isinstance(state, dict) or not state:
+        kind = type(state).__name__ if not isinstance(state, dict) else "an empty dict"
+        raise SourceCheckpointError(f"{source}: not a state dict of tensors (it holds {kind}).")
+    out, bad = {}, []
+    for key, value in state.items():
+        if hasattr(value, "numpy") and callable(value.numpy):
+            value = value.numpy()
+        if isinstance(value, (int, float, np.number)):
+            value = np.asarray(value)
+        if not isinstance(key, str) or not isinstance(value, np.ndarray):
+            bad.append(str(key))
+            continue
+        out[key] = value
+    if bad:
+        raise SourceCheckpointError(f"{source}: not a state dict of tensors; these entries are something else: "
+                                    f"{few(sorted(bad))}.")
+    return out
+
+
+def _float32(value):
+    return value.astype(np.float32) if value.dtype.kind == "f" else value
+
+
+def map_spade(state):
+    """(our state dict, [notes]) of a SPADE generator state dict."""
+    counters = sorted(k for k in state if k.endswith(".num_batches_tracked"))
+    mapped = {k: _float32(v) for k, v in state.items() if k not in set(counters)}
+    notes = [f"dropped {len(counters)} batch-norm counters (*.num_batches_tracked)"] if counters else []
+    return mapped, notes
+
+
+def fold_seg_noise_bias(weight, bias, name):
+    """The bias-free weight equal to a 1x1 conv (weight [O, C, 1, 1], bias [O]) on one-hot inputs."""
+    if weight.ndim != 4 or weight.shape[2:] != (1, 1) or bias.shape != (weight.shape[0],):
+        raise SourceCheckpointError(f"{name}: a seg-noise convolution of shape {tuple(weight.shape)} with bias "
+                                    f"{tuple(bias.shape)}; only 1x1 kernels (the released APF-GAN setting) can be "
+                                    f"imported.")
+    folded = weight.astype(np.float64) + bias.astype(np.float64)[:, None, None, None]
+    return folded.astype(np.float32)
+
+
+def map_apf_generator(state):
+    """(our state dict, [notes]) of an APF-GAN generator state dict."""
+    mapped, folded = {}, 0
+    for key, value in state.items():
+        if key.startswith("out_conv_img."):
+            mapped["conv_img." + key[len("out_conv_img."):]] = _float32(value)
+        elif key.endswith(".seg_noise_var.weight") and key[:-len("weight")] + "bias" in state:
+            mapped[key] = fold_seg_noise_bias(value, state[key[:-len("weight")] + "bias"], key)
+            folded += 1
+        elif key.endswith(".seg_noise_var.bias") and key[:-len("bias")] + "weight" in state:
+            continue  # folded into the weight above
+        else:
+            mapped[key] = _float32(value)
+    notes = ["renamed out_conv_img.* -> conv_img.*"] if any(k.startswith("out_conv_img.") for k in state) else []
+    if folded:
+        notes.append(f"folded the bias of {folded} seg-noise convolutions into their weights (exact: they see "
+                     f"one-hot label maps)")
+    return mapped, notes
+
+
+def map_apf_encoder(state):
+    """(our mask-encoder state dict, [notes]) of an APF-GAN encoder state dict."""
+    dropped = [k for k in DROPPED_APF_ENCODER_KEYS if k in state]
+    mapped = {k: _float32(v) for k, v in state.items() if k not in dropped}
+    notes = [f"dropped the encoder's VAE heads, unused on the mask path: {', '.join(dropped)}"] if dropped else []
+    return mapped, notes
+
+
+def _shape(state, key, source):
+    if key not in state:
+        raise SourceCheckpointError(f"{source}: no tensor {key}; not a SPADE-style generator "
+                                    f"(it has {few(sorted(state))}).")
+    return tuple(int(s) for s in state[key].shape)
+
+
+def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, aspect_ratio=None,
+                       label_edges=None):
+    """(architecture options {key: value}, [notes]) read from a mapped generator state dict.
+
+    ``crop_size``/``aspect_ratio``/``label_edges`` override what the released
+    configurations suggest (the fc/mask start keeps no image size).
+    """
+    shared = _shape(g_state, "head_0.norm_0.mlp_shared.0.weight", source)
+    spectral = "head_0.conv_0.weight_orig" in g_state
+    conv0 = _shape(g_state, "head_0.conv_0.weight_orig" if spectral else "head_0.conv_0.weight", source)
+    if conv0[0] % 16:
+        raise SourceCheckpointError(f"{source}: head_0 has {conv0[0]} channels, not 16*ngf.")
+    ngf = conv0[0] // 16
+    semantic = shared[1]
+    kernel = shared[2]
+    blocks = sum(1 for i in range(8) if f"up_{i}.conv_0.weight_orig" in g_state or f"up_{i}.conv_0.weight" in g_state)
+    if blocks not in NUM_UP_BLOCKS_TO_MODE:
+        raise SourceCheckpointError(f"{source}: {blocks} up blocks (up_0..); this framework builds 4 (normal), "
+                                    f"5 (more) or 6 (most).")
+    norm_kind = "syncbatch" if "head_0.norm_0.param_free_norm.running_mean" in g_state else "instance"
+    fc = g_state.get("fc.weight")
+    use_vae = fc is not None and fc.ndim == 2
+    encode_mask = fc is None
+    if encode_mask and not has_encoder:
+        raise SourceCheckpointError(f"{source}: the generator has no fc layer, so it starts from a mask encoder; "
+                                    f"give the encoder file too (SRC_E).")
+    notes = []
+    if fmt == "spade":
+        released = RELEASED_SPADE.get(semantic)
+    else:
+        released = dict(RELEASED_APF, label_nc=semantic, label_edges=False)
+    if released is None:
+        released = dict(dataset="unknown", label_nc=semantic - (1 if label_edges else 0), label_edges=bool(label_edges),
+                        dontcare_255=False, crop_size=256, aspect_ratio=1.0, input=f"{semantic} label channels")
+        notes.append(f"{semantic} label channels is not one of SPADE's released configurations (151 ade20k, "
+                     f"36 cityscapes, 184 coco): assuming {released['label_nc']} classes"
+                     f"{' + edge channel' if released['label_edges'] else ''}; set --label_edges, --crop_size and "
+                     f"--aspect_ratio if that is wrong")
+    edges = released["label_edges"] if label_edges is None else bool(label_edges)
+    crop = crop_size or released["crop_size"]
+    aspect = aspect_ratio or released["aspect_ratio"]
+    mode = NUM_UP_BLOCKS_TO_MODE[blocks]
+    if use_vae:
+        n = blocks + 1
+        cells = fc.shape[0] // (16 * ngf)
+        sw = crop // 2 ** n
+        if sw == 0 or cells % sw:
+            raise SourceCheckpointError(f"{source}: the style projection fc holds {cells} start cells, which does not "
+                                        f"fit a width of {crop}; give --crop_size.")
+        aspect = crop / (cells // sw * 2 ** n)
+        notes.append(f"aspect ratio {aspect:.4g} read from the size of the style projection fc")
+    options = dict(
+        label_nc=semantic - (1 if edges else 0), label_edges=edges, dontcare_255=released["dontcare_255"],
+        ngf=ngf, crop_size=crop, aspect_ratio=aspect,
+        num_upsampling_layers=mode, norm_G=f"{'spectral' if spectral else ''}spade{norm_kind}{kernel}x{kernel}",
+        spade_hidden=shared[0], use_vae=use_vae, encode_mask=encode_mask,
+        use_seg_noise=any(".seg_noise_var." in k for k in g_state), netG="spade")
+    if use_vae:
+        options["z_dim"] = int(fc.shape[1])
+    return options, released, notes
+
+
+def compare_states(own_shapes, state, source):
+    """Raise SourceCheckpointError listing every model parameter the mapped ``state`` does not fill, every
+    entry it has that the model lacks, and every shape that differs; ``own_shapes`` {key: shape}."""
+    missing = sorted(set(own_shapes) - set(state))
+    unused = sorted(set(state) - set(own_shapes))
+    wrong = sorted(k for k in set(own_shapes) & set(state) if tuple(own_shapes[k]) != tuple(state[k].shape))
+    if not (missing or unused or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"model parameters not filled: {few(missing, SHOWN)}")
+    if unused:
+        parts.append(f"source tensors not used: {few(unused, SHOWN)}")
+    if wrong:
+        parts.append("shapes that differ (source vs model): " + few(
+            [f"{k} {tuple(state[k].shape)} vs {tuple(own_shapes[k])}" for k in wrong], SHOWN))
+    raise SourceCheckpointError(f"{source} does not map onto the architecture inferred from it; nothing was "
+                                f"written.\n" + "\n".join(parts))
