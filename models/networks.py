@@ -9,6 +9,7 @@ from models.discriminator import MultiscaleDiscriminator
 from models.encoder import ImageEncoder, MaskEncoder
 from models.generator import SPADEGenerator
 from models.normalization import SPADE, SpectralNormed
+from util.checkpoint import state_differences
 
 
 def init_weights(net, gain=0.02):
@@ -106,10 +107,7 @@ def load_state(net, state, source, may_be_new=None):
     """
     from util.errors import CheckpointError
     own = net.state_dict()
-    new = sorted(k for k in set(own) - set(state) if may_be_new is not None and may_be_new(k))
-    missing = sorted(set(own) - set(state) - set(new))
-    unused = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    new, missing, unused, wrong = state_differences({k: v.shape for k, v in own.items()}, state, may_be_new)
     if missing or unused or wrong:
         parts = []
         if missing:

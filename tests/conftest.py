@@ -41,6 +41,16 @@ def tiny_dataset(tmp_path_factory):
     return root
 
 
+REFERENCE_MANIFESTS = os.path.join(ROOT, "tests", "data", "reference_checkpoints")
+
+
+def reference_manifest(name):
+    """Key/shape manifest of released reference checkpoints (tests/data/reference_checkpoints/NAME)."""
+    import json
+    with open(os.path.join(REFERENCE_MANIFESTS, name)) as f:
+        return json.load(f)
+
+
 def load_module(path, name):
     """The Python file ``path`` (relative to the repository root) imported as module ``name``."""
     import importlib.util

@@ -30,12 +30,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_script, tiny_train_opt
+from conftest import reference_manifest, run_script, tiny_train_opt
 from test_spade_parity import (np_batch_norm_eval, np_conv2d, np_instance_norm, np_l2n, np_leaky_relu, np_nearest,
                                np_one_hot, np_power_step)
 from torch_format import save_torch_state_dict
 
-REF_DIR = "/work/shared/reference-checkpoints"
 TOL = 1e-4
 
 CONFIGS = {  # configuration -> options the import must infer
@@ -53,14 +52,6 @@ CONFIGS = {  # configuration -> options the import must infer
 # ----------------------------------------------------------------------------
 # source files
 # ----------------------------------------------------------------------------
-
-def manifest(name):
-    path = os.path.join(REF_DIR, name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not available")
-    with open(path) as f:
-        return json.load(f)
-
 
 def random_state(shapes, seed):
     """Random tensors of the given {name: shape}: spectral u/v one power step from the weight (as a trained
@@ -123,7 +114,7 @@ def imported(tmp_path_factory):
     src_dir, ckpt_dir = root / "src", str(root / "checkpoints")
     src_dir.mkdir()
     out = {}
-    spade = manifest("spade_pytorch.json")
+    spade = reference_manifest("spade_pytorch.json")
     for i, config in enumerate(("ade20k", "cityscapes", "coco")):
         source = random_state(spade[config], seed=100 + i)
         path = str(src_dir / f"{config}_latest_net_G.pth")
@@ -132,7 +123,7 @@ def imported(tmp_path_factory):
         assert result.returncode == 0, result.stderr[-3000:]
         os.remove(path)  # ~400 MB each; the tests compare with ``source``
         out[config] = ({"G": source}, os.path.join(ckpt_dir, config), result.stdout)
-    apf = manifest("apf_gan_jittor.json")
+    apf = reference_manifest("apf_gan_jittor.json")
     sources = {"G": random_state(apf["G"], seed=200), "E": random_state(apf["E"], seed=201)}
     paths = [str(src_dir / f"avg_273_299_net_{n}.pkl") for n in ("G", "E")]
     for net, path in zip(("G", "E"), paths):

@@ -10,19 +10,15 @@ and channel over H, W; eps 1e-5), leaky ReLU 0.2 and spectral normalisation
 mode one power-iteration step v = n(W^T u), u = n(W v) first).
 """
 
-import json
-import os
-
 import jittor as jt
 import numpy as np
 import pytest
 
-from conftest import tiny_train_opt
+from conftest import reference_manifest, tiny_train_opt
 from models.architecture import SPADEResnetBlock
 from models.networks import build_networks, one_hot
 from models.normalization import SPADE, avg_pool_exclude_pad, resize_label
 
-REF_DIR = "/work/shared/reference-checkpoints"
 TOL = 1e-4
 
 
@@ -344,14 +340,6 @@ def shapes(net):
     return {k: tuple(int(s) for s in v.shape) for k, v in net.state_dict().items()}
 
 
-def load_manifest(name):
-    path = os.path.join(REF_DIR, name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not available")
-    with open(path) as f:
-        return json.load(f)
-
-
 def test_generator_parameter_names_follow_spade():
     g = shapes(build_networks(tiny_train_opt(), False)["G"])  # ngf 8, default fc start
     for name in ["head_0.norm_0.mlp_shared.0.weight", "up_0.conv_s.weight_orig", "conv_img.weight", "fc.weight",
@@ -364,7 +352,7 @@ def test_generator_parameter_names_follow_spade():
 
 
 def test_apf_generator_and_mask_encoder_match_manifest():
-    manifest = load_manifest("apf_gan_jittor.json")
+    manifest = reference_manifest("apf_gan_jittor.json")
     opt = tiny_train_opt("--ngf", "64", "--label_nc", "29", "--num_upsampling_layers", "more",
                          "--crop_size", "512", "--aspect_ratio", str(4 / 3), "--spade_hidden", "128",
                          "--encode_mask")
@@ -393,7 +381,7 @@ def test_apf_generator_and_mask_encoder_match_manifest():
 
 
 def test_ade20k_generator_matches_official_spade_manifest():
-    manifest = load_manifest("spade_pytorch.json")
+    manifest = reference_manifest("spade_pytorch.json")
     opt = tiny_train_opt("--ngf", "64", "--label_nc", "151", "--num_upsampling_layers", "normal",
                          "--crop_size", "256", "--aspect_ratio", "1", "--spade_hidden", "128",
                          "--norm_G", "spectralspadesyncbatch3x3")

@@ -175,6 +175,19 @@ def imported_format(folder, tag):
     return state.get("imported") if isinstance(state, dict) else None
 
 
+def state_differences(own_shapes, state, may_be_new=None):
+    """How a state dict differs from a model's {key: shape}: (new, missing, unused, wrong-shape) sorted keys.
+
+    ``new``: keys the state lacks that ``may_be_new(key)`` allows; ``missing``: the other keys it lacks."""
+    absent = set(own_shapes) - set(state)
+    new = sorted(k for k in absent if may_be_new is not None and may_be_new(k))
+    missing = sorted(absent - set(new))
+    unused = sorted(set(state) - set(own_shapes))
+    wrong = sorted(k for k in set(own_shapes) & set(state)
+                   if tuple(own_shapes[k]) != tuple(state[k].shape))
+    return new, missing, unused, wrong
+
+
 def read_training_checkpoint(folder, tag, nets):
     """(state, {name: state dict}, used_previous) of a complete checkpoint at ``tag``.
 

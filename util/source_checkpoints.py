@@ -20,6 +20,7 @@ Pure NumPy; the files themselves are read by ``util/import_ckpt.py``.
 
 import numpy as np
 
+from util.checkpoint import state_differences
 from util.errors import CheckpointError, few
 
 FORMATS = ("spade", "apf")
@@ -190,9 +191,7 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
 def compare_states(own_shapes, state, source):
     """Raise SourceCheckpointError listing every model parameter the mapped ``state`` does not fill, every
     entry it has that the model lacks, and every shape that differs; ``own_shapes`` {key: shape}."""
-    missing = sorted(set(own_shapes) - set(state))
-    unused = sorted(set(state) - set(own_shapes))
-    wrong = sorted(k for k in set(own_shapes) & set(state) if tuple(own_shapes[k]) != tuple(state[k].shape))
+    _, missing, unused, wrong = state_differences(own_shapes, state)
     if not (missing or unused or wrong):
         return
     parts = []
