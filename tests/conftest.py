@@ -108,13 +108,15 @@ else:
 """
 
 
-def run_script(script, *args, cwd=ROOT, timeout=900):
+def run_script(script, *args, cwd=ROOT, timeout=900, launcher=(), extra_env=None):
     """Run a project script (``x.py``) or module (``a.b``) in a subprocess; returns CompletedProcess (text).
 
-    The environment is the user's (no ``nvcc_path``), with JITTOR_GUARD watching the import order.
+    The environment is the user's (no ``nvcc_path``) plus ``extra_env``, with JITTOR_GUARD watching the
+    import order; ``launcher`` goes before the Python command (e.g. mpirun and its flags).
     """
     import subprocess
     env = {k: v for k, v in os.environ.items() if k != "nvcc_path"}
     env["PYTHONUNBUFFERED"] = "1"
-    return subprocess.run([sys.executable, "-c", JITTOR_GUARD, script, *args],
+    env.update(extra_env or {})
+    return subprocess.run([*launcher, sys.executable, "-c", JITTOR_GUARD, script, *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

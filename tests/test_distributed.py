@@ -7,13 +7,11 @@ they are skipped with that reason (make test prints skip reasons).
 
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import JITTOR_GUARD, ROOT, TINY_NET_FLAGS
+from conftest import TINY_NET_FLAGS, run_script
 from util import distributed
 from util.errors import OptionError
 
@@ -35,15 +33,15 @@ GRADIENT_TOLERANCE = 5e-3
 WEIGHT_TOLERANCE = {"G": 0.15, "D": 0.5}
 
 
+# OpenMPI refuses root and more ranks than cores unless told (CI runs as root on 2 cores)
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+
+
 def run(command, ranks=None, timeout=900):
     """Run a project script (``x.py`` plus arguments) in one process, or under mpirun with ``ranks`` ranks."""
-    env = {k: v for k, v in os.environ.items() if k != "nvcc_path"}
-    env.update(PYTHONUNBUFFERED="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
-    argv = [sys.executable, "-c", JITTOR_GUARD, *command]
-    if ranks is not None:
-        argv = ["mpirun", "-np", str(ranks), "--bind-to", "none", *argv]
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    launcher = ("mpirun", "-np", str(ranks), "--bind-to", "none") if ranks is not None else ()
+    return run_script(*command, timeout=timeout, launcher=launcher, extra_env=MPI_ENV)
 
 
 def relative_l2(a, b, keys):

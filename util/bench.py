@@ -598,7 +598,8 @@ def main(argv=None):
             "gpu": use_cuda, "device": f"GPU: {gpu or 'CUDA device 0'}" if use_cuda else
             f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)",
             "host": platform.node(), "load_average_at_start": os.getloadavg()[0], "parts": what, "phases": phases,
-            "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup, "settings": {p: settings_of(opts[p]) for p in phases},
+            "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup,
+            "settings": {p: settings_of(opts[p]) for p in phases},
             "memory_kind": ("device: Jittor memory profiler (device tensors) and caching-allocator pool; host: peak "
                             "RSS" if use_cuda else "host: peak RSS of the process; Jittor memory profiler (tensors)"),
         }
