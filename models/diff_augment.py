@@ -14,6 +14,14 @@ The lower-level functions (``color``, ``translate``, ``zoom_crop``,
 ``cutout``) take explicit per-sample parameters as Vars of shape [N]. All
 indexing goes through ``Var.reindex`` with the parameters as ``extras``, so
 the compiled kernels depend on shapes only, never on the random values.
+
+The random parameters (shared by the images and the label) and the zoom's
+source coordinates (each gives a pixel index and a weight) are computed once
+and stored (``stop_fuse``) before anything reads them, and the coordinates
+use no division: Jittor's CPU kernels compute float division approximately,
+differently from kernel to kernel and from CPU to CPU, and recompute an
+unstored expression in every kernel that reads it (README, "Known Jittor
+defects").
 """
 
 import jittor as jt
@@ -80,11 +88,15 @@ def _gather_axis(x, index, axis):
     return x.reindex(shape, exprs, extras=[index])
 
 
-def _source_coords(size, scale, offset):
-    """Source coordinate [N, size] of each output pixel: zoom by ``scale`` (pixel centres), then crop at ``offset``."""
+def _source_coords(size, step, start):
+    """Source coordinate [N, size] of each output pixel of a zoom-crop, clamped to the image and stored.
+
+    Output pixel i samples start[n] + (i + 0.5) * step[n] - 0.5: pixel centres
+    of a window of step * size source pixels whose first edge is at start.
+    """
     out = jt.arange(size).float32().reshape(1, -1)
-    src = (out + offset.reshape(-1, 1) + 0.5) / scale.reshape(-1, 1) - 0.5
-    return src.clamp(0, size - 1).stop_grad()
+    src = (out + 0.5) * step.reshape(-1, 1) - 0.5 + start.reshape(-1, 1)
+    return src.clamp(0, size - 1).stop_grad().stop_fuse()
 
 
 def _lerp_axis(x, src, axis):
@@ -95,26 +107,33 @@ def _lerp_axis(x, src, axis):
     return _gather_axis(x, lo, axis) * (1 - weight) + _gather_axis(x, hi, axis) * weight
 
 
-def zoom_crop(x, scale, offset_y, offset_x, mode):
-    """Zoom each sample by scale[n] >= 1 and crop the original size at (offset_y[n], offset_x[n]).
+def _resample(x, rows, cols, mode):
+    """x sampled at the source coordinates rows [N, H] x cols [N, W] (``_source_coords``): bilinear or nearest."""
+    if mode == "nearest":
+        rows, cols = (rows + 0.5).floor().int32(), (cols + 0.5).floor().int32()
+        return x.reindex(x.shape, ["i0", "i1", "@e0(i0,i2)", "@e1(i0,i3)"], extras=[rows, cols])
+    return _lerp_axis(_lerp_axis(x, rows, 2), cols, 3)
 
-    Offsets are in pixels of the zoomed image, 0 <= offset_y <= (scale - 1) * H
-    (floats allowed). Output pixel (y, x) samples the input at source
-    coordinate ((y + offset_y + 0.5) / scale - 0.5, likewise x), as
-    ``interpolate(align_corners=False)`` does, clamped to the image; scale 1
-    with offset 0 is the identity. mode 'bilinear' (images) or 'nearest'
+
+def zoom_crop(x, step, top, left, mode):
+    """Zoom each sample in by 1 / step[n] (0 < step <= 1) and keep the window at (top[n], left[n]).
+
+    The window is step * H rows by step * W columns of the input, its top-left
+    corner at source coordinates (top, left), with 0 <= top <= (1 - step) * H
+    and 0 <= left <= (1 - step) * W (floats allowed); it is resampled to the
+    full H x W. Output pixel (y, x) samples the input at source coordinate
+    (top + (y + 0.5) * step - 0.5, left + (x + 0.5) * step - 0.5), as
+    ``interpolate(align_corners=False)`` does, clamped to the image; step 1
+    with top = left = 0 is the identity. mode 'bilinear' (images) or 'nearest'
     (label maps: takes the input pixel nearest to the point that bilinear
     samples, so labels stay aligned with the images and are never blended).
     """
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"zoom_crop mode must be 'bilinear' or 'nearest', got {mode!r}")
-    scale = scale.float32()
-    src_y = _source_coords(x.shape[2], scale, offset_y.float32())
-    src_x = _source_coords(x.shape[3], scale, offset_x.float32())
-    if mode == "bilinear":
-        return _lerp_axis(_lerp_axis(x, src_y, 2), src_x, 3)
-    rows, cols = (src_y + 0.5).floor().int32(), (src_x + 0.5).floor().int32()
-    return x.reindex(x.shape, ["i0", "i1", "@e0(i0,i2)", "@e1(i0,i3)"], extras=[rows, cols])
+    step = step.float32()
+    rows = _source_coords(x.shape[2], step, top.float32())
+    cols = _source_coords(x.shape[3], step, left.float32())
+    return _resample(x, rows, cols, mode)
 
 
 def cutout(x, top, left, height, width):
@@ -131,35 +150,40 @@ def cutout(x, top, left, height, width):
 # Random parameters and the policy
 # ----------------------------------------------------------------------------
 
+def _stored(*values):
+    """The per-sample parameters, each computed once, so every image and the label see the same numbers."""
+    return [v.stop_fuse() for v in values]
+
+
 def _random_color(images, seg):
     n = images[0].shape[0]
-    brightness, saturation, contrast = jt.rand(n) - 0.5, jt.rand(n) * 2, jt.rand(n) + 0.5
+    brightness, saturation, contrast = _stored(jt.rand(n) - 0.5, jt.rand(n) * 2, jt.rand(n) + 0.5)
     return [color(x, brightness, saturation, contrast) for x in images], seg
 
 
 def _random_translation(images, seg):
     n, _, h, w = seg.shape
     max_y, max_x = int(h * TRANSLATION_RATIO + 0.5), int(w * TRANSLATION_RATIO + 0.5)
-    shift_y = jt.randint(-max_y, max_y + 1, shape=(n,))
-    shift_x = jt.randint(-max_x, max_x + 1, shape=(n,))
+    shift_y, shift_x = _stored(jt.randint(-max_y, max_y + 1, shape=(n,)),
+                               jt.randint(-max_x, max_x + 1, shape=(n,)))
     return [translate(x, shift_y, shift_x) for x in images], translate(seg, shift_y, shift_x)
 
 
 def _random_crop(images, seg):
     n, _, h, w = seg.shape
-    scale = jt.ternary(jt.rand(n) < CROP_PROBABILITY, jt.full((n,), CROP_ZOOM), jt.ones(n))
-    offset_y = jt.rand(n) * (scale - 1) * h
-    offset_x = jt.rand(n) * (scale - 1) * w
-    images = [zoom_crop(x, scale, offset_y, offset_x, "bilinear") for x in images]
-    return images, zoom_crop(seg, scale, offset_y, offset_x, "nearest")
+    step = jt.ternary(jt.rand(n) < CROP_PROBABILITY, jt.full((n,), 1 / CROP_ZOOM), jt.ones(n))
+    top = jt.rand(n) * (1 - step) * h
+    left = jt.rand(n) * (1 - step) * w
+    rows, cols = _source_coords(h, step, top), _source_coords(w, step, left)
+    return [_resample(x, rows, cols, "bilinear") for x in images], _resample(seg, rows, cols, "nearest")
 
 
 def _random_cutout(images, seg):
     n, _, h, w = seg.shape
     size_y, size_x = int(h * CUTOUT_RATIO + 0.5), int(w * CUTOUT_RATIO + 0.5)
     # Centre anywhere in the image, so the rectangle may be partly outside it (as in DiffAugment).
-    top = jt.randint(0, h + (1 - size_y % 2), shape=(n,)) - size_y // 2
-    left = jt.randint(0, w + (1 - size_x % 2), shape=(n,)) - size_x // 2
+    top, left = _stored(jt.randint(0, h + (1 - size_y % 2), shape=(n,)) - size_y // 2,
+                        jt.randint(0, w + (1 - size_x % 2), shape=(n,)) - size_x // 2)
     return ([cutout(x, top, left, size_y, size_x) for x in images],
             cutout(seg, top, left, size_y, size_x))
 

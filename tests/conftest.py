@@ -120,3 +120,17 @@ def run_script(script, *args, cwd=ROOT, timeout=900, launcher=(), extra_env=None
     env.update(extra_env or {})
     return subprocess.run([*launcher, sys.executable, "-c", JITTOR_GUARD, script, *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(params=["fused", "op_by_op"])
+def fusion(request):
+    """Runs a test twice: as Jittor normally runs it (lazily, operators fused into kernels) and with each
+    operator executed on its own (lazy_execution=0). A NumPy comparison must hold both ways: Jittor's fused
+    CPU kernels have computed different values from the same expression run op by op (README, "Known Jittor
+    defects")."""
+    import jittor as jt
+    if request.param == "fused":
+        yield request.param
+    else:
+        with jt.flag_scope(lazy_execution=0):
+            yield request.param

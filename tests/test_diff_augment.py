@@ -92,14 +92,25 @@ def np_resample_axis(x, src, axis, mode):
     return take(lo) * (1 - weight) + take(hi) * weight
 
 
-def np_zoom_crop(x, scale, offset_y, offset_x, mode):
+def np_source_coords(size, step, start):
+    return start + (np.arange(size) + 0.5) * np.float64(step) - 0.5
+
+
+def np_zoom_crop(x, step, top, left, mode):
     out = np.zeros(x.shape)
     h, w = x.shape[2:]
     for n in range(x.shape[0]):
-        src_y = (np.arange(h) + offset_y[n] + 0.5) / scale[n] - 0.5
-        src_x = (np.arange(w) + offset_x[n] + 0.5) / scale[n] - 0.5
+        src_y, src_x = np_source_coords(h, step[n], top[n]), np_source_coords(w, step[n], left[n])
         out[n] = np_resample_axis(np_resample_axis(x[n].astype(np.float64), src_y, 1, mode), src_x, 2, mode)
     return out
+
+
+def assert_no_nearest_ties(h, w, step, top, left):
+    """Nearest sampling exactly halfway between two pixels may go either way in float32: keep test cases off it."""
+    for n in range(len(step)):
+        for size, start in ((h, top[n]), (w, left[n])):
+            frac = np.clip(np_source_coords(size, step[n], start), 0, size - 1) % 1
+            assert np.all(np.abs(frac - 0.5) > 1e-4), "a test case samples halfway between two pixels"
 
 
 # ----------------------------------------------------------------------------
@@ -143,7 +154,7 @@ def test_empty_policy_returns_inputs_unchanged():
 # Explicit-parameter ops against NumPy
 # ----------------------------------------------------------------------------
 
-def test_translate_matches_numpy_roll_with_zero_fill():
+def test_translate_matches_numpy_roll_with_zero_fill(fusion):
     x = random_images(5)
     shift_y = np.array([0, 3, -3, 1, -H], dtype=np.int32)
     shift_x = np.array([0, -4, 4, W - 1, 2], dtype=np.int32)
@@ -154,7 +165,7 @@ def test_translate_matches_numpy_roll_with_zero_fill():
     np.testing.assert_array_equal(seg, np_translate(labels, shift_y, shift_x).astype(np.float32))
 
 
-def test_color_matches_numpy():
+def test_color_matches_numpy(fusion):
     x = random_images(4)
     brightness = np.array([-0.5, 0.0, 0.3, 0.49], dtype=np.float32)
     saturation = np.array([0.0, 1.0, 1.7, 0.4], dtype=np.float32)
@@ -163,34 +174,66 @@ def test_color_matches_numpy():
     np.testing.assert_allclose(out, np_color(x, brightness, saturation, contrast), atol=2e-6)
 
 
-def test_zoom_crop_matches_numpy_and_is_identity_at_scale_one():
+def test_zoom_crop_matches_numpy_and_is_identity_at_step_one(fusion):
     x = random_images(4)
-    scale = np.array([1.0, 1.2, 1.2, 1.2], dtype=np.float32)
-    # Offsets chosen so no output pixel sits on a nearest-neighbour tie (where float32 and float64 may differ).
-    offset_y = np.array([0.0, 0.0, 4.8, 2.25], dtype=np.float32)
-    offset_x = np.array([0.0, 6.4, 0.0, 3.75], dtype=np.float32)
-    params = [jt.array(p) for p in (scale, offset_y, offset_x)]
+    step = np.array([1.0, 1 / 1.2, 1 / 1.2, 1 / 1.2], dtype=np.float32)
+    top = np.array([0.0, 0.0, 4.0, 1.875], dtype=np.float32)
+    left = np.array([0.0, 5.3, 0.0, 3.125], dtype=np.float32)
+    assert_no_nearest_ties(H, W, step, top, left)
+    params = [jt.array(p) for p in (step, top, left)]
     bilinear = zoom_crop(jt.array(x), *params, "bilinear").numpy()
-    np.testing.assert_allclose(bilinear, np_zoom_crop(x, scale, offset_y, offset_x, "bilinear"), atol=1e-5)
+    np.testing.assert_allclose(bilinear, np_zoom_crop(x, step, top, left, "bilinear"), atol=1e-5)
     np.testing.assert_array_equal(bilinear[0], x[0])
 
     labels = one_hot(np.random.RandomState(2).randint(0, C, (4, H, W)))
     nearest = zoom_crop(jt.array(labels), *params, "nearest").numpy()
-    np.testing.assert_array_equal(nearest, np_zoom_crop(labels, scale, offset_y, offset_x, "nearest"))
+    np.testing.assert_array_equal(nearest, np_zoom_crop(labels, step, top, left, "nearest"))
     np.testing.assert_array_equal(nearest[0], labels[0])
     assert set(np.unique(nearest)) <= {0.0, 1.0} and np.all(nearest.sum(axis=1) == 1)
 
 
-def test_zoom_crop_equals_bilinear_interpolate_then_crop():
+@pytest.mark.parametrize("shape", [(4, 3, 24, 32), (3, 2, 7, 13), (2, 3, 48, 64), (5, 1, 96, 128)])
+def test_zoom_crop_is_right_with_and_without_fusion_for_random_parameters(shape):
+    """Zoom-crops of random steps and windows, integer source coordinates among them (step 1 with whole-pixel
+    windows: where a floor of an inexact coordinate used to pick the pixel before the right one), run fused and
+    op by op: both agree with NumPy."""
+    n, c, h, w = shape
+    rng = np.random.RandomState(sum(shape))
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    labels = one_hot(rng.randint(0, C, (n, h, w)))
+    step = np.where(np.arange(n) % 2 == 0, 1.0, rng.uniform(0.6, 1.0, n)).astype(np.float32)
+    top = (rng.uniform(0, 1, n) * (1 - step) * h).astype(np.float32)
+    left = (rng.uniform(0, 1, n) * (1 - step) * w).astype(np.float32)
+    top[0], left[0] = 0, 0
+    assert_no_nearest_ties(h, w, step, top, left)
+    expected = np_zoom_crop(x, step, top, left, "bilinear")
+    expected_labels = np_zoom_crop(labels, step, top, left, "nearest")
+
+    def run():
+        params = [jt.array(p) for p in (step, top, left)]
+        return (zoom_crop(jt.array(x), *params, "bilinear").numpy(),
+                zoom_crop(jt.array(labels), *params, "nearest").numpy())
+    fused = run()
+    with jt.flag_scope(lazy_execution=0):
+        op_by_op = run()
+    for images, seg in (fused, op_by_op):
+        # float32 coordinates near 128 are good to ~1e-5 pixel; a wrong pixel is off by up to 2
+        np.testing.assert_allclose(images, expected, atol=5e-5)
+        np.testing.assert_array_equal(seg, expected_labels)
+        np.testing.assert_array_equal(images[0], x[0])
+
+
+def test_zoom_crop_equals_bilinear_interpolate_then_crop(fusion):
     h, w = 10, 20  # 1.2 x size is a whole number, so interpolate can produce the zoomed image
     x = random_images(2, h, w)
     zoomed = nn.interpolate(jt.array(x), size=(12, 24), mode="bilinear", align_corners=False).numpy()
     expected = np.stack([zoomed[0, :, 1:1 + h, 3:3 + w], zoomed[1, :, 2:2 + h, 0:w]])
-    out = zoom_crop(jt.array(x), jt.array([1.2, 1.2]), jt.array([1.0, 2.0]), jt.array([3.0, 0.0]), "bilinear")
+    step = jt.array([1 / 1.2, 1 / 1.2])  # zoomed pixel offsets (1, 3) and (2, 0) in source pixels:
+    out = zoom_crop(jt.array(x), step, jt.array([1 / 1.2, 2 / 1.2]), jt.array([3 / 1.2, 0.0]), "bilinear")
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
 
 
-def test_cutout_zeroes_the_clipped_rectangle():
+def test_cutout_zeroes_the_clipped_rectangle(fusion):
     x = random_images(2)
     out = cutout(jt.array(x), jt.array([-3, 10]), jt.array([5, 25]), 12, 16).numpy()
     expected = x.copy()
@@ -221,7 +264,7 @@ def check_alignment(images, labels, min_valid=0.5):
 
 @pytest.mark.parametrize("policy", ["translation", "crop", "translation,crop", "crop,translation",
                                     "cutout", "translation,crop,cutout"])
-def test_geometric_ops_keep_pairs_identical_and_labels_aligned(policy):
+def test_geometric_ops_keep_pairs_identical_and_labels_aligned(policy, fusion):
     images, labels = ramp_batch(6)
     for seed in (0, 1):
         fake, real, seg = augment_np(policy, images, labels, seed)
@@ -230,7 +273,7 @@ def test_geometric_ops_keep_pairs_identical_and_labels_aligned(policy):
         assert not np.array_equal(fake, images)
 
 
-def test_color_changes_images_identically_and_leaves_label():
+def test_color_changes_images_identically_and_leaves_label(fusion):
     x = random_images(N)
     _, labels = ramp_batch(N)
     fake, real, seg = augment_np("color", x, labels, seed=3)
@@ -285,15 +328,15 @@ def test_gradient_reaches_fake(policy):
         assert np.abs(grad[n]).sum() > 0
 
 
-def test_gradients_of_explicit_ops_are_exact_adjoints():
+def test_gradients_of_explicit_ops_are_exact_adjoints(fusion):
     """Each op is affine in x for fixed parameters, so f(x + d) - f(x) == <grad, d> for f = <w, op(x)>."""
     rng = np.random.RandomState(6)
     x, d = random_images(4), rng.randn(4, 3, H, W).astype(np.float32)
     w = jt.array(rng.randn(4, 3, H, W).astype(np.float32))
     ops = {
         "translate": lambda v: translate(v, jt.array([1, -2, 3, 0]), jt.array([0, 4, -1, 2])),
-        "zoom_crop": lambda v: zoom_crop(v, jt.array([1.2, 1.0, 1.2, 1.2]), jt.array([0.3, 0.0, 4.1, 2.0]),
-                                         jt.array([5.0, 0.0, 0.7, 6.3]), "bilinear"),
+        "zoom_crop": lambda v: zoom_crop(v, jt.array([1 / 1.2, 1.0, 1 / 1.2, 1 / 1.2]),
+                                         jt.array([0.25, 0.0, 3.4, 1.7]), jt.array([4.2, 0.0, 0.6, 5.25]), "bilinear"),
         "cutout": lambda v: cutout(v, jt.array([2, -4, 10, 0]), jt.array([3, 20, -2, 0]), 12, 16),
         "color": lambda v: color(v, jt.array([0.1, -0.3, 0.4, 0.0]), jt.array([0.5, 1.5, 1.0, 0.2]),
                                  jt.array([1.2, 0.6, 1.0, 0.9])),

@@ -122,7 +122,7 @@ def _to_batch(rgbs):
     return jt.array(np.stack([r.astype(np.float32) / 127.5 - 1 for r in rgbs]).transpose(0, 3, 1, 2))
 
 
-def test_canny_edges_match_the_reference(tiny_dataset):
+def test_canny_edges_match_the_reference(tiny_dataset, fusion):
     from data.edges import canny_edges
     folder = os.path.join(tiny_dataset, "train", "imgs")
     rgbs = [np.asarray(Image.open(os.path.join(folder, f)).convert("RGB")) for f in sorted(os.listdir(folder))[:2]]
@@ -135,7 +135,7 @@ def test_canny_edges_match_the_reference(tiny_dataset):
         np.testing.assert_array_equal(edges[0], ref)
 
 
-def test_edge_target_of_a_step_and_of_a_flat_photo():
+def test_edge_target_of_a_step_and_of_a_flat_photo(fusion):
     from data.edges import edge_target
     step = np.zeros((96, 128, 3), np.uint8)
     step[:, 60:] = 200

@@ -35,6 +35,23 @@ def test_generator_and_encoders_shapes(size, mode, start, start_from):
     assert np.all(np.abs(out) <= 1.0) and np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("size", [(12, 16), (6, 8), (48, 64), (7, 9), (17, 23), (31, 40)])
+def test_resize_label_picks_the_nearest_source_pixel_and_stays_one_hot(size, fusion):
+    """Every SPADE layer resizes the label map: output pixel i takes source pixel floor(i * in / out), the
+    rule of PyTorch's nearest interpolate (scale in float32), fused and op by op."""
+    from models.networks import one_hot
+    from models.normalization import resize_label
+    h, w = 24, 32
+    classes = np.random.RandomState(3).randint(0, 29, (2, h, w))
+    got = resize_label(one_hot(jt.array(classes.astype(np.uint8)), 29), size).numpy()
+    rows = np.minimum(np.floor(np.arange(size[0], dtype=np.float32) * np.float32(h / size[0])), h - 1)
+    cols = np.minimum(np.floor(np.arange(size[1], dtype=np.float32) * np.float32(w / size[1])), w - 1)
+    expected = classes[:, rows.astype(int)][:, :, cols.astype(int)]
+    assert got.shape == (2, 29, *size)
+    np.testing.assert_array_equal(got.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(got.argmax(axis=1), expected)
+
+
 def test_more_layout_has_up_4_at_half_channels():
     from models.networks import build_networks
     opt = tiny_train_opt(*SMALL, "--crop_size", "256", "--num_upsampling_layers", "more")

@@ -204,7 +204,7 @@ def test_discriminator_scales_per_level(pg_nets):
         assert tuple(out[0][-1].shape) == (2, 1, _patch_size(h), _patch_size(w))
 
 
-def test_fade_blends_with_upsampled_previous_head(pg_nets):
+def test_fade_blends_with_upsampled_previous_head(pg_nets, fusion):
     from models.networks import one_hot
     from models.progressive import Stage
     g = pg_nets["G"]
@@ -228,7 +228,7 @@ def test_fade_blends_with_upsampled_previous_head(pg_nets):
         g.train()
 
 
-def test_stage_inputs_match_the_generator_blend():
+def test_stage_inputs_match_the_generator_blend(fusion):
     from models.progressive import Stage
     from models.trainer import SPADETrainer
     jt.set_global_seed(2)
@@ -421,6 +421,37 @@ def test_seg_noise_starts_at_zero_and_changes_nothing_until_trained():
     d = noisy(seg).numpy()
     np.testing.assert_array_equal(c, c2)  # the noise follows the seed
     assert np.abs(c - d).max() > 1e-4, "nonzero seg_noise_var but the output ignores the seed"
+
+
+def test_seg_noise_adds_one_gaussian_map_scaled_per_class_and_channel(monkeypatch, fusion):
+    """SPADE with seg noise normalises x + n * (W . onehot(resized label)), n one N(0, 1) map per sample
+    shared by the channels: checked against NumPy with the noise draw replaced by known values and the
+    label-driven scale and shift at zero (so the output is the plain instance norm of the noisy input)."""
+    from models.networks import one_hot
+    from models.normalization import SPADE
+    rng = np.random.RandomState(4)
+    n, c, h, w, nc = 2, 4, 6, 8, 5
+    spade = SPADE("instance", 3, c, nc, nhidden=8, seg_noise=True)
+    weight = rng.normal(0, 1, (c, nc)).astype(np.float32)
+    spade.seg_noise_var.weight.assign(jt.array(weight.reshape(c, nc, 1, 1)))
+    for conv in (spade.mlp_gamma, spade.mlp_beta):
+        conv.weight.assign(jt.zeros(conv.weight.shape))
+        conv.bias.assign(jt.zeros(conv.bias.shape))
+    x = rng.normal(0, 1, (n, c, h, w)).astype(np.float32)
+    classes = rng.randint(0, nc, (n, 2 * h, 2 * w))
+    noise = rng.normal(0, 1, (n, 1, h, w)).astype(np.float32)
+    shapes = []
+
+    def known_noise(shape, dtype="float32"):
+        shapes.append(tuple(shape))
+        return jt.array(noise).astype(dtype)
+    monkeypatch.setattr(jt, "randn", known_noise)
+    got = spade(jt.array(x), one_hot(jt.array(classes.astype(np.uint8)), nc)).numpy()
+    assert shapes == [(n, 1, h, w)]
+    seg = np.eye(nc)[classes[:, ::2, ::2]].transpose(0, 3, 1, 2)  # nearest resize by 1/2
+    y = x + noise * np.einsum("ck,nkhw->nchw", weight, seg)
+    mean, var = y.mean(axis=(2, 3), keepdims=True), y.var(axis=(2, 3), keepdims=True)
+    np.testing.assert_allclose(got, (y - mean) / np.sqrt(var + 1e-5), atol=1e-4)
 
 
 def test_one_generator_step_trains_seg_noise():

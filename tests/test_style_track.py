@@ -47,7 +47,7 @@ def numpy_soft_histogram(images, bins):
     return (weights.sum(axis=2) / values.shape[2]).reshape(n, c * bins)
 
 
-def test_colour_style_loss_against_numpy():
+def test_colour_style_loss_against_numpy(fusion):
     import jittor as jt
 
     from models.loss import STYLE_BINS, colour_style_loss, soft_colour_histogram
@@ -69,7 +69,7 @@ def test_colour_style_loss_against_numpy():
     assert colour_style_loss(stepped, jt.array(style)).item() < loss.item()
 
 
-def test_soft_histogram_subsamples_large_images_on_a_grid():
+def test_soft_histogram_subsamples_large_images_on_a_grid(fusion):
     import jittor as jt
 
     from models.loss import soft_colour_histogram
