@@ -2,10 +2,13 @@
 
 Layout (parameter names follow SPADE): a start feature map of 16*ngf
 channels at crop_size / 2**n, then ``head_0``, upsample, ``G_middle_0``,
-``G_middle_1``, and one upsample + block per ``up_i`` (channels halve each
-time), then ``conv_img`` + tanh. ``normal`` has up_0..up_3 (n = 5); ``more``
-adds ``up_4`` (ngf -> ngf/2, n = 6: a 6x8 start for 512x384, the APF-GAN
-layout); ``most`` adds ``up_5`` (n = 7).
+(upsample in SPADE's ``spade_more``/``spade_most``), ``G_middle_1``, and one
+upsample + block per ``up_i`` (channels halve each time), then ``conv_img``
++ tanh. The layouts are ``options.base_options.LAYOUTS``: ``normal`` has
+up_0..up_3 (n = 5); ``apf_more`` adds ``up_4`` (ngf -> ngf/2, n = 6: a 6x8
+start for 512x384, the APF-GAN layout); ``spade_more`` has normal's blocks and
+the middle upsampling (n = 6), ``spade_most`` adds ``up_4`` to it (n = 7);
+``two_extra_blocks`` adds ``up_4`` and ``up_5`` (n = 7).
 
 Progressive pre-training adds ``to_rgb_<level>`` heads (3x3 convolution +
 tanh) on the outputs of intermediate up blocks, one per lower resolution
@@ -25,13 +28,11 @@ from jittor import nn
 
 from models.architecture import SPADEResnetBlock
 from models.normalization import resize_label
-from options.base_options import NUM_UPSAMPLINGS, image_height, semantic_nc
-
-NUM_UP_BLOCKS = {mode: n - 1 for mode, n in NUM_UPSAMPLINGS.items()}
+from options.base_options import LAYOUTS, image_height, semantic_nc
 
 
 def num_upsamplings(mode):
-    return NUM_UP_BLOCKS[mode] + 1
+    return LAYOUTS[mode].upsamplings
 
 
 def start_size(opt):
@@ -70,7 +71,8 @@ class SPADEGenerator(nn.Module):
         self.head_0 = block(16 * nf, 16 * nf)
         self.G_middle_0 = block(16 * nf, 16 * nf)
         self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.num_up_blocks = NUM_UP_BLOCKS[opt.num_upsampling_layers]
+        self.num_up_blocks = LAYOUTS[opt.num_upsampling_layers].up_blocks
+        self.middle_upsampling = LAYOUTS[opt.num_upsampling_layers].middle_upsampling
         for i in range(self.num_up_blocks):
             setattr(self, f"up_{i}", block(*up_block_channels(nf, i)))
         self.final_nc = up_block_channels(nf, self.num_up_blocks - 1)[1]
@@ -122,11 +124,14 @@ class SPADEGenerator(nn.Module):
         return x
 
     def trunk(self, seg, z=None, mask_features=None):
-        """The features before the up blocks: start map, head_0, 2x upsampling, G_middle_0/1."""
+        """The features before the up blocks: start map, head_0, 2x upsampling, G_middle_0, (2x upsampling in
+        SPADE's middle-upsampling layouts), G_middle_1."""
         x = self.start_features(seg, z, mask_features)
         x = self.head_0(x, seg)
         x = nn.interpolate(x, scale_factor=2, mode="nearest")
         x = self.G_middle_0(x, seg)
+        if self.middle_upsampling:
+            x = nn.interpolate(x, scale_factor=2, mode="nearest")
         return self.G_middle_1(x, seg)
 
     def execute(self, seg, z=None, mask_features=None, stage=None):

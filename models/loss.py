@@ -61,9 +61,9 @@ class VGGLoss(nn.Module):
 
     layer_weights = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 
-    def __init__(self, weights_path):
+    def __init__(self, weights_path, input_mode="imagenet"):
         super().__init__()
-        self.vgg = VGG19Features.from_file(weights_path)
+        self.vgg = VGG19Features.from_file(weights_path, input_mode)
 
     def execute(self, fake, real):
         fake_feats = self.vgg(fake)

@@ -86,13 +86,73 @@ def conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=Tru
     return cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
 
 
+def _moments(x, dims, sync):
+    """(mean, biased variance) over ``dims`` (kept), the variance from the deviations from the mean. Jittor's
+    own norms compute E[x^2] - E[x]^2, which loses most of its digits when a channel's mean is large against its
+    spread (README, "Known Jittor defects"). ``sync``: averaged over the MPI ranks (equal batches)."""
+    stats = x.float32() if x.dtype != "float32" else x
+    mean = stats.mean(dims=dims, keepdims=True)
+    if sync:
+        mean = mean.mpi_all_reduce("mean")
+    centred = stats - mean
+    var = (centred * centred).mean(dims=dims, keepdims=True)
+    if sync:
+        var = var.mpi_all_reduce("mean")
+    return mean, var
+
+
+class BatchNorm2d(nn.Module):
+    """Batch normalisation of [N, C, H, W] maps (without affine parameters unless ``affine``).
+
+    Training mode normalises with the batch's statistics (``sync``: of the
+    whole batch over all MPI ranks) and keeps running statistics as PyTorch
+    does (momentum 0.1, unbiased running variance); eval mode uses those.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, sync=False):
+        super().__init__()
+        self.num_features, self.eps, self.momentum, self.sync = num_features, eps, momentum, sync
+        self.weight = jt.ones(num_features) if affine else None
+        self.bias = jt.zeros(num_features) if affine else None
+        self.running_mean = jt.zeros(num_features).stop_grad()
+        self.running_var = jt.ones(num_features).stop_grad()
+
+    def execute(self, x):
+        if self.is_training():
+            sync = self.sync and jt.in_mpi
+            mean, var = _moments(x, [0, 2, 3], sync)
+            count = x.shape[0] * x.shape[2] * x.shape[3] * (jt.world_size if sync else 1)
+            unbiased = var.reshape(-1) * (count / max(count - 1, 1))
+            self.running_mean.update((self.running_mean * (1 - self.momentum) + mean.reshape(-1) * self.momentum)
+                                     .stop_grad())
+            self.running_var.update((self.running_var * (1 - self.momentum) + unbiased * self.momentum).stop_grad())
+        else:
+            mean = self.running_mean.reshape(1, -1, 1, 1)
+            var = self.running_var.reshape(1, -1, 1, 1)
+        out = (x - mean.astype(x.dtype)) / jt.sqrt(var + self.eps).astype(x.dtype)
+        if self.weight is not None:
+            out = out * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
+        return out
+
+
+class InstanceNorm2d(nn.Module):
+    """Instance normalisation of [N, C, H, W] maps without affine parameters (each map to mean 0, variance 1)."""
+
+    def __init__(self, num_features, eps=1e-5):
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+
+    def execute(self, x):
+        mean, var = _moments(x, [2, 3], False)
+        return (x - mean.astype(x.dtype)) / jt.sqrt(var + self.eps).astype(x.dtype)
+
+
 def param_free_norm(kind, channels):
     """Normalisation without learned affine parameters: batch, syncbatch or instance."""
     if kind in ("batch", "syncbatch"):
-        # Jittor's BatchNorm synchronises its statistics across MPI ranks when sync=True.
-        return nn.BatchNorm(channels, affine=False, sync=(kind == "syncbatch"))
+        return BatchNorm2d(channels, sync=(kind == "syncbatch"))
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False)
+        return InstanceNorm2d(channels)
     raise ValueError(f"unknown parameter-free norm {kind!r}")
 
 

@@ -78,7 +78,7 @@ class SPADETrainer:
         # Highest level whose sub-discriminator has been initialised (the lowest one starts ready).
         self.d_level = 0 if progressive else self.schedule.last_level
         self.growths = []
-        self.vgg_loss = None if opt.no_vgg_loss else losses.VGGLoss(opt.vgg_weights)
+        self.vgg_loss = None if opt.no_vgg_loss else losses.VGGLoss(opt.vgg_weights, opt.vgg_input)
         self.inception_loss = InceptionLoss(opt.inception_weights) if opt.inception_loss else None
         self.augment_policy = parse_policy(opt.diff_aug)
         self.edge_guided = getattr(opt, "netG", "spade") == "spade_edge"

@@ -27,9 +27,17 @@ MISSING_MESSAGE = (
     "at {path} or pass --vgg_weights PATH; or train without the perceptual loss with --no_vgg_loss.")
 
 
+VGG_INPUT_MODES = ("imagenet", "raw")
+
+
 class VGG19Features(nn.Module):
-    def __init__(self):
+    def __init__(self, input_mode="imagenet"):
+        """``input_mode`` 'imagenet': images in [-1, 1] are mapped to ImageNet normalisation (what the weights
+        were trained on); 'raw': they go in as they are (what SPADE and APF-GAN do)."""
         super().__init__()
+        if input_mode not in VGG_INPUT_MODES:
+            raise ValueError(f"VGG input mode must be one of {', '.join(VGG_INPUT_MODES)}, got {input_mode!r}")
+        self.input_mode = input_mode
         self.features = nn.Sequential()
         for idx in range(SLICE_ENDS[-1] + 1):
             if idx in CONV_CHANNELS:
@@ -44,8 +52,8 @@ class VGG19Features(nn.Module):
         self.std = jt.array(IMAGENET_STD).reshape(1, 3, 1, 1).stop_grad()
 
     @classmethod
-    def from_file(cls, path):
-        net = cls()
+    def from_file(cls, path, input_mode="imagenet"):
+        net = cls(input_mode)
         net.load_weights(read_state_dict(path, "VGG19", MISSING_MESSAGE.format(path=path)), path)
         return freeze(net)
 
@@ -63,7 +71,8 @@ class VGG19Features(nn.Module):
             var.assign(jt.array(value))
 
     def execute(self, x):
-        x = ((x + 1) / 2 - self.mean) / self.std
+        if self.input_mode == "imagenet":
+            x = ((x + 1) / 2 - self.mean) / self.std
         outputs = []
         start = 0
         for end in SLICE_ENDS:

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import re
+from collections import namedtuple
 
 from util.device import GPU_MODES
 from util.errors import OptionError
@@ -16,8 +17,21 @@ ARCHITECTURE_KEYS = (
     "z_dim", "spade_hidden", "use_seg_noise", "netG", "label_edges", "dontcare_255",
 )
 
-# Upsamplings of the generator per --num_upsampling_layers (its up blocks are one fewer).
-NUM_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
+Layout = namedtuple("Layout", "upsamplings up_blocks middle_upsampling")
+Layout.__doc__ = ("A generator layout: its 2x upsamplings, its up blocks up_0.., and whether one upsampling sits "
+                  "between G_middle_0 and G_middle_1 (no parameters of its own) instead of before an extra block.")
+# --num_upsampling_layers. Each reference's names are prefixed with it where the two differ: SPADE's 'more'
+# and APF-GAN's 'more' are different networks (the same parameters for 'normal' vs 'spade_more').
+LAYOUTS = {
+    "normal": Layout(5, 4, False),  # SPADE's and APF-GAN's 'normal'
+    "spade_more": Layout(6, 4, True),  # SPADE's 'more' (its Cityscapes models)
+    "spade_most": Layout(7, 5, True),  # SPADE's 'most': spade_more plus a final block up_4 at ngf/2
+    "apf_more": Layout(6, 5, False),  # APF-GAN's 'more': a final block up_4 at ngf/2
+    "two_extra_blocks": Layout(7, 6, False),  # apf_more plus up_5 at ngf/4
+}
+# What earlier versions of this framework saved in opt.json (both meant the extra-block layouts).
+LEGACY_LAYOUTS = {"more": "apf_more", "most": "two_extra_blocks"}
+NUM_UPSAMPLINGS = {name: layout.upsamplings for name, layout in LAYOUTS.items()}
 
 NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch|instance)(\d+)x\d+$")
 NORM_LAYER_PATTERN = re.compile(r"^(spectral)?(syncbatch|batch|instance|none)$")
@@ -46,6 +60,17 @@ def positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def layout_name(text):
+    """A --num_upsampling_layers value; the names 'more' and 'most' are refused (they meant other networks in
+    SPADE than in APF-GAN)."""
+    if text in LEGACY_LAYOUTS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names two different networks: SPADE's {text!r} is spade_{text} (the extra upsampling "
+            f"between G_middle_0 and G_middle_1) and APF-GAN's is {LEGACY_LAYOUTS[text]} (extra final blocks); "
+            f"experiments saved with {text!r} load as {LEGACY_LAYOUTS[text]}")
+    return text
 
 
 def switch(text):
@@ -107,9 +132,13 @@ def add_generator_options(parser):
     g.add_argument("--norm_G", default="spectralspadesyncbatch3x3",
                    help="generator normalisation: [spectral]spade{syncbatch,batch,instance}KxK; 'spectral' "
                         "applies spectral norm to the residual-block convolutions, K is the SPADE kernel size")
-    g.add_argument("--num_upsampling_layers", choices=("normal", "more", "most"), default="more",
-                   help="normal: 5 upsamplings (blocks up_0..up_3); more: 6, adding a final block up_4 at half "
-                        "the channels; most: 7 (up_0..up_5). Sets the start size crop_size / 2**n")
+    g.add_argument("--num_upsampling_layers", type=layout_name, choices=tuple(LAYOUTS), default="apf_more",
+                   help="generator layout. normal: 5 upsamplings, blocks up_0..up_3 (SPADE's and APF-GAN's "
+                        "'normal'); spade_more: 6, the extra one between G_middle_0 and G_middle_1 (SPADE's "
+                        "'more', its Cityscapes models); spade_most: 7, spade_more plus a final block up_4 at half "
+                        "the channels (SPADE's 'most'); apf_more: 6, a final block up_4 at half the channels "
+                        "(APF-GAN's 'more'); two_extra_blocks: 7, blocks up_0..up_5. Sets the start size "
+                        "crop_size / 2**upsamplings")
     g.add_argument("--spade_hidden", type=positive_int, default=128, help="hidden channels of each SPADE layer")
     g.add_argument("--use_vae", **SWITCH,
                    help="start the generator from a style code z (VAE image encoder in training, N(0,1) otherwise)")
@@ -169,8 +198,9 @@ def validate_architecture(opt):
     if getattr(opt, "label_edges", False) and getattr(opt, "netG", "spade") == "spade_edge":
         raise OptionError("--label_edges is not supported by --netG spade_edge (its class head expects the one-hot "
                           "label map alone).")
-    if opt.num_upsampling_layers != "normal" and opt.ngf < 4:
-        raise OptionError("--ngf must be >= 4 with more/most upsampling layers.")
+    if LAYOUTS[opt.num_upsampling_layers].up_blocks > 4 and opt.ngf < 4:
+        raise OptionError(f"--ngf must be >= 4 with --num_upsampling_layers {opt.num_upsampling_layers} (its blocks "
+                          f"after up_3 have ngf / 2 channels and fewer).")
     return opt
 
 
@@ -214,9 +244,17 @@ def load_saved_options(folder):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            return upgrade_saved_options(json.load(f))
     except (OSError, json.JSONDecodeError) as err:
         raise OptionError(f"{path}: cannot read the saved options ({err}).") from None
+
+
+def upgrade_saved_options(saved):
+    """Saved options of earlier versions in today's terms: the layouts 'more'/'most' were the extra-block ones."""
+    layout = saved.get("num_upsampling_layers")
+    if layout in LEGACY_LAYOUTS:
+        saved = dict(saved, num_upsampling_layers=LEGACY_LAYOUTS[layout])
+    return saved
 
 
 def explicit_flags(parser, argv):

@@ -77,6 +77,10 @@ def add_training_options(parser):
     g.add_argument("--no_vgg_loss", **base.SWITCH, help="disable the VGG19 perceptual loss")
     g.add_argument("--vgg_weights", default=os.path.join("pretrained", "vgg19-dcbb9e9d.pth"),
                    help="VGG19 weights: torchvision's vgg19-dcbb9e9d.pth state dict or a Jittor .pkl of it")
+    g.add_argument("--vgg_input", choices=("imagenet", "raw"), default="imagenet",
+                   help="what the VGG19 loss feeds the network: imagenet = the images mapped to the ImageNet "
+                        "normalisation its weights were trained with (about 2.2x the [-1, 1] range); raw = the "
+                        "images in [-1, 1] as they are, as SPADE and APF-GAN do")
     g.add_argument("--lambda_l1", type=float, default=0.0,
                    help="weight of a pixel L1 loss between generated and real photo (0 = off, as in SPADE); "
                         "useful when no VGG19 weights are available")
@@ -131,7 +135,7 @@ def validate_progressive(opt):
         raise base.OptionError("--netG spade_edge does not support progressive pre-training (--pg_niter > 0): its "
                                "edge branch and semantic-preserving head exist at the full resolution only; use "
                                "--pg_niter 0 (also after a --preset that sets it).")
-    blocks = base.NUM_UPSAMPLINGS[opt.num_upsampling_layers] - 1
+    blocks = base.LAYOUTS[opt.num_upsampling_layers].up_blocks
     if opt.num_D < 2:
         raise base.OptionError("--pg_niter needs --num_D >= 2: one sub-discriminator per resolution level.")
     if opt.num_D > blocks:

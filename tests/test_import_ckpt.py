@@ -41,10 +41,10 @@ CONFIGS = {  # configuration -> options the import must infer
     "ade20k": dict(label_nc=151, label_edges=False, dontcare_255=True, crop_size=256, aspect_ratio=1.0, num_upsampling_layers="normal",
                    use_seg_noise=False, encode_mask=False),
     "cityscapes": dict(label_nc=35, label_edges=True, dontcare_255=False, crop_size=512, aspect_ratio=2.0,
-                       num_upsampling_layers="normal", use_seg_noise=False, encode_mask=False),
+                       num_upsampling_layers="spade_more", use_seg_noise=False, encode_mask=False),
     "coco": dict(label_nc=183, label_edges=True, dontcare_255=True, crop_size=256, aspect_ratio=1.0, num_upsampling_layers="normal",
                  use_seg_noise=False, encode_mask=False),
-    "apf": dict(label_nc=29, label_edges=False, dontcare_255=False, crop_size=512, aspect_ratio=4 / 3, num_upsampling_layers="more",
+    "apf": dict(label_nc=29, label_edges=False, dontcare_255=False, crop_size=512, aspect_ratio=4 / 3, num_upsampling_layers="apf_more",
                 use_seg_noise=True, encode_mask=True),
 }
 
@@ -95,6 +95,10 @@ def expected_mapping(source, fmt, net="G"):
             continue
         if fmt == "apf" and key.endswith("seg_noise_var.bias"):
             continue
+        if fmt == "apf" and key.endswith(("weight_u", "weight_v")):
+            continue  # APF-GAN's spectral norm never normalised: the raw weight_orig is the weight
+        if fmt == "apf" and key.endswith("weight_orig"):
+            key = key[:-len("_orig")]
         if fmt == "apf" and key.endswith("seg_noise_var.weight"):
             bias = source[key.replace(".weight", ".bias")].astype(np.float64)
             value = (value.astype(np.float64) + bias[:, None, None, None]).astype(np.float32)
@@ -158,18 +162,20 @@ def np_label_edges(label):
 
 class SourceRef:
     """Eval-mode forward from source tensors (source names): spectral layers divide by u.(W v) with the stored
-    vectors, batch norm uses the running statistics, seg noise uses the given draws (consumed in order)."""
+    vectors (SPADE) or use the raw weight_orig (``raw_spectral``: APF-GAN, whose spectral norm never
+    normalised), batch norm uses the running statistics, seg noise uses the given draws (consumed in order)."""
 
-    def __init__(self, params, noise=()):
+    def __init__(self, params, noise=(), raw_spectral=False):
         self.p = {k: np.asarray(v, np.float64) for k, v in params.items()}
         self.noise = list(noise)
+        self.raw_spectral = raw_spectral
 
     def conv(self, name, x, pad, stride=1):
         p = self.p
         if name + ".weight_orig" in p:
             w = p[name + ".weight_orig"]
-            sigma = p[name + ".weight_u"] @ (w.reshape(w.shape[0], -1) @ p[name + ".weight_v"])
-            w = w / sigma
+            if not self.raw_spectral:
+                w = w / (p[name + ".weight_u"] @ (w.reshape(w.shape[0], -1) @ p[name + ".weight_v"]))
         else:
             w = p[name + ".weight"]
         return np_conv2d(x, w, p.get(name + ".bias"), stride=stride, pad=pad)
@@ -294,7 +300,7 @@ def test_every_tensor_lands_and_options_are_inferred(imported, config):
     for key, value in CONFIGS[config].items():
         assert saved[key] == pytest.approx(value) if isinstance(value, float) else saved[key] == value, key
     assert saved["ngf"] == 64 and saved["spade_hidden"] == 128 and saved["use_vae"] is False
-    assert saved["norm_G"] == "spectralspadesyncbatch3x3"
+    assert saved["norm_G"] == ("spadesyncbatch3x3" if fmt == "apf" else "spectralspadesyncbatch3x3")
     assert read_file(os.path.join(folder, "imported_state.pkl"))["imported"] == fmt
     assert "inferred options:" in stdout and f"--label_nc {CONFIGS[config]['label_nc']}" in stdout
     if fmt == "spade":
@@ -310,7 +316,8 @@ def test_spade_layers_match_numpy(imported, config):
     opt, nets = load_imported(folder)
     g, ref = nets["G"], SourceRef(sources["G"])
     sh, sw = start_size(opt)
-    assert (sh * 2 ** 5, sw * 2 ** 5) == (opt.crop_size / opt.aspect_ratio, opt.crop_size)
+    n = 6 if config == "cityscapes" else 5  # SPADE's Cityscapes layout ('more') upsamples once more
+    assert (sh * 2 ** n, sw * 2 ** n) == (opt.crop_size / opt.aspect_ratio, opt.crop_size)
     seg, seg_np = random_seg(opt, 1, 2 * sh, 2 * sw, seed=1)  # SPADE layers resize the label map themselves
     with jt.no_grad():
         start = g.start_features(seg).numpy()
@@ -330,7 +337,7 @@ def test_apf_layers_match_numpy_with_the_same_noise(imported, monkeypatch):
     opt, nets = load_imported(folder)
     assert opt.use_seg_noise and opt.encode_mask
     g, e = nets["G"], nets["E"]
-    g_ref, e_ref = SourceRef(sources["G"]), SourceRef(sources["E"])
+    g_ref, e_ref = SourceRef(sources["G"], raw_spectral=True), SourceRef(sources["E"], raw_spectral=True)
     seg, seg_np = random_seg(opt, 1, 192, 256, seed=4)  # 6 stride-2 layers: 3x4 at the end
     with jt.no_grad():
         start = e(seg).numpy()
@@ -431,22 +438,23 @@ def image_h(opt):
 
 def test_tiny_apf_whole_forward_matches_numpy_with_the_same_noise(tmp_path, monkeypatch):
     source, paths = tiny_source("apf", tmp_path, 30, "--label_nc", "7", "--crop_size", "128", "--aspect_ratio", "1",
-                                "--encode_mask", "--use_seg_noise", "--num_upsampling_layers", "more")
+                                "--encode_mask", "--use_seg_noise", "--num_upsampling_layers", "apf_more")
     ckpt = str(tmp_path / "ckpt")
     result = import_ckpt("apf", paths, "tiny", ckpt, "--crop_size", "128", "--aspect_ratio", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     opt, nets = load_imported(os.path.join(ckpt, "tiny"))
-    assert (opt.label_nc, opt.num_upsampling_layers, opt.encode_mask, opt.use_seg_noise) == (7, "more", True, True)
+    assert (opt.label_nc, opt.num_upsampling_layers, opt.encode_mask, opt.use_seg_noise) == (7, "apf_more", True, True)
     seg, seg_np = random_seg(opt, 2, 128, 128, seed=31)
     drawn = recording_randn(monkeypatch, seed=32)
     with jt.no_grad():
         out = nets["G"](seg, mask_features=nets["E"](seg)).numpy()
     assert len(drawn) == 3 * 2 + 3 * 5  # head_0, G_middle_0/1: 2 SPADE layers each; up_0..up_4: 3 each
-    ref = SourceRef(source["G"], drawn).generator(seg_np, None, encoder=SourceRef(source["E"]))
+    ref = SourceRef(source["G"], drawn, raw_spectral=True).generator(
+        seg_np, None, encoder=SourceRef(source["E"], raw_spectral=True))
     assert_close(out, ref, "tiny APF forward")
     # the noise matters: without it the output differs
-    assert np.abs(SourceRef(source["G"], [0 * d for d in drawn]).generator(
-        seg_np, None, encoder=SourceRef(source["E"])) - ref).max() > 1e-3
+    assert np.abs(SourceRef(source["G"], [0 * d for d in drawn], raw_spectral=True).generator(
+        seg_np, None, encoder=SourceRef(source["E"], raw_spectral=True)) - ref).max() > 1e-3
 
 
 @pytest.mark.parametrize("fmt,flags,import_flags", [
@@ -471,7 +479,8 @@ def test_imported_model_fine_tunes_with_continue_train(tiny_dataset, tmp_path, f
     folder = os.path.join(ckpt, "tuned")
     before, after = read_net(folder, "imported", "G"), read_net(folder, "1", "G")
     assert sorted(before) == sorted(after)
-    assert max(float(np.abs(after[k] - before[k]).max()) for k in before if k.endswith("weight_orig")) > 0
+    conv_weights = [k for k in before if k.endswith(("conv_0.weight", "conv_0.weight_orig"))]
+    assert conv_weights and max(float(np.abs(after[k] - before[k]).max()) for k in conv_weights) > 0
     assert os.path.exists(os.path.join(folder, "1_net_D.pkl"))
     assert os.path.exists(os.path.join(folder, "1_net_E.pkl")) == (fmt == "apf")
     if fmt == "spade":  # the discriminator sees the edge channel too: 29 + 1 + 3 input channels

@@ -46,12 +46,12 @@ def test_tiny_settings_are_valid():
 
 @pytest.mark.parametrize("args, needle", [
     (["--crop_size", "100", "--num_upsampling_layers", "normal"], "multiple of 32"),
-    (["--crop_size", "96", "--num_upsampling_layers", "more"], "multiple of 64"),
-    (["--crop_size", "384", "--num_upsampling_layers", "most"], "multiple of 128"),
+    (["--crop_size", "96", "--num_upsampling_layers", "apf_more"], "multiple of 64"),
+    (["--crop_size", "384", "--num_upsampling_layers", "two_extra_blocks"], "multiple of 128"),
     # width fine, height not: 96 / (4/3) = 72, 128 / 1.5 = 85, 256 / (4/3) = 192 (not a multiple of 128)
     (["--crop_size", "96", "--num_upsampling_layers", "normal"], "height 72"),
     (["--crop_size", "128", "--aspect_ratio", "1.5", "--num_upsampling_layers", "normal"], "height 85"),
-    (["--crop_size", "256", "--num_upsampling_layers", "most"], "height 192"),
+    (["--crop_size", "256", "--num_upsampling_layers", "two_extra_blocks"], "height 192"),
     (["--norm_G", "spadeinstance"], "--norm_G"),
     (["--norm_G", "spectralspadegroup3x3"], "--norm_G"),
     (["--norm_G", "spectralspadesyncbatch"], "--norm_G"),
@@ -69,8 +69,8 @@ def test_training_option_errors(args, needle):
 
 @pytest.mark.parametrize("args", [
     ["--crop_size", "128", "--num_upsampling_layers", "normal"],
-    ["--crop_size", "256", "--num_upsampling_layers", "more"],
-    ["--crop_size", "512", "--aspect_ratio", "1", "--num_upsampling_layers", "most"],
+    ["--crop_size", "256", "--num_upsampling_layers", "apf_more"],
+    ["--crop_size", "512", "--aspect_ratio", "1", "--num_upsampling_layers", "two_extra_blocks"],
     ["--norm_G", "spadeinstance5x5"],
     ["--norm_G", "spadebatch3x3", "--norm_D", "none", "--norm_E", "spectralbatch"],
     ["--load_size", "600"],
@@ -121,6 +121,17 @@ def test_unreadable_saved_options(tmp_path):
     assert str(tmp_path / "opt.json") in str(info.value)
 
 
+@pytest.mark.parametrize("name, meant", [("more", "apf_more"), ("most", "two_extra_blocks")])
+def test_ambiguous_layout_names_are_refused_and_old_experiments_load(tmp_path, capsys, name, meant):
+    with pytest.raises(SystemExit):
+        parse_train("--num_upsampling_layers", name)
+    err = capsys.readouterr().err
+    assert f"spade_{name}" in err and meant in err
+    saved = dict(vars(tiny_train_opt()), num_upsampling_layers=name)
+    (tmp_path / "opt.json").write_text(json.dumps(saved))
+    assert base_options.load_saved_options(str(tmp_path))["num_upsampling_layers"] == meant
+
+
 def parse_test(folder, *extra):
     parent, name = os.path.split(folder)
     return test_options.parse(["--input_path", "labels", "--output_path", "out", "--name", name,
@@ -141,7 +152,7 @@ def test_generation_takes_architecture_from_opt_json(saved_experiment):
 
 
 @pytest.mark.parametrize("flag", [["--ngf", "16"], ["--label_nc", "29"], ["--use_vae"],
-                                  ["--num_upsampling_layers", "more"]])
+                                  ["--num_upsampling_layers", "apf_more"]])
 def test_generation_conflicting_architecture_flag(saved_experiment, flag):
     _, folder, _ = saved_experiment
     with pytest.raises(OptionError) as info:

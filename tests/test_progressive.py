@@ -407,7 +407,7 @@ def test_seg_noise_starts_at_zero_and_changes_nothing_until_trained():
     a = plain(seg).numpy()
     jt.set_global_seed(5)
     b = noisy(seg).numpy()
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # float32 rounding: the extra (zero) term changes the fusion
 
     for m in modules:
         w = m.seg_noise_var.weight

@@ -353,7 +353,7 @@ def test_generator_parameter_names_follow_spade():
 
 def test_apf_generator_and_mask_encoder_match_manifest():
     manifest = reference_manifest("apf_gan_jittor.json")
-    opt = tiny_train_opt("--ngf", "64", "--label_nc", "29", "--num_upsampling_layers", "more",
+    opt = tiny_train_opt("--ngf", "64", "--label_nc", "29", "--num_upsampling_layers", "apf_more",
                          "--crop_size", "512", "--aspect_ratio", str(4 / 3), "--spade_hidden", "128",
                          "--encode_mask")
     nets = build_networks(opt, False)

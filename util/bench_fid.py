@@ -39,7 +39,7 @@ from util import device
 from util.cli import run_main
 
 SETTINGS = {
-    "real": {"width": 512, "height": 384, "ngf": 64, "num_upsampling_layers": "more"},
+    "real": {"width": 512, "height": 384, "ngf": 64, "num_upsampling_layers": "apf_more"},
     "small": {"width": 128, "height": 96, "ngf": 16, "num_upsampling_layers": "normal"},
 }
 

@@ -63,6 +63,10 @@ def build_parser():
     p.add_argument("--label_edges", type=base_options.switch, default=None, metavar="yes|no",
                    help="whether the last label channel is the (instance) edge map (default: from the released "
                         "configuration with that many channels)")
+    p.add_argument("--num_upsampling_layers", choices=tuple(base_options.LAYOUTS), default=None,
+                   help="the generator layout, when the released configuration's is not the right one (SPADE's "
+                        "'normal' and 'more' have the same parameters: by default cityscapes-shaped generators "
+                        "are spade_more, the others normal; see train.py --help)")
     p.add_argument("--force", action="store_true", help="overwrite an existing imported checkpoint of NAME")
     p.add_argument("--gpu", choices=device.GPU_MODES, default="off", help="device for the check (CPU by default)")
     base_options.add_discriminator_options(p)
@@ -189,7 +193,8 @@ def main(argv=None):
     states, notes = map_sources(args)
     arch, released, arch_notes = infer_architecture(states["G"], args.format, args.src, has_encoder="E" in states,
                                                     crop_size=args.crop_size, aspect_ratio=args.aspect_ratio,
-                                                    label_edges=args.label_edges)
+                                                    label_edges=args.label_edges,
+                                                    layout=args.num_upsampling_layers, e_state=states.get("E"))
     if "E" in states and not arch["encode_mask"]:
         raise SourceCheckpointError(f"{args.src_e}: the generator {args.src} has its own fc start and uses no mask "
                                     f"encoder; import it without the encoder file.")
@@ -212,8 +217,8 @@ def main(argv=None):
     print(f"  label input: {released['input']} -> --label_nc {opt.label_nc}"
           f"{' --label_edges' if opt.label_edges else ''}{' --dontcare_255' if opt.dontcare_255 else ''} "
           f"({base_options.semantic_nc(opt)} channels)")
-    for key in ("ngf", "num_upsampling_layers", "norm_G", "spade_hidden", "encode_mask", "use_vae",
-                "use_seg_noise"):
+    for key in ("ngf", "num_upsampling_layers", "norm_G", *(("norm_E",) if "E" in states else ()), "spade_hidden",
+                "encode_mask", "use_vae", "use_seg_noise"):
         print(f"  --{key} {getattr(opt, key)}")
     print(f"  size {opt.crop_size}x{h} (--crop_size {opt.crop_size} --aspect_ratio {opt.aspect_ratio:.4g})")
     print(f"generate: python test_phase.py --name {args.name} --checkpoints_dir {args.checkpoints_dir} "

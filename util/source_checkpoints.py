@@ -5,7 +5,12 @@ COCO-Stuff). Its names are ours; the batch-norm counters
 ``*.num_batches_tracked`` are dropped (Jittor's batch norm has none, and with
 a fixed momentum they never enter a computation).
 
-``apf``: APF-GAN's Jittor ``{tag}_net_G.pkl`` + ``{tag}_net_E.pkl``. Differences:
+``apf``: APF-GAN's Jittor ``{tag}_net_G.pkl`` + ``{tag}_net_E.pkl``. APF-GAN's
+spectral norm never normalised anything (its pre-forward hook computes the
+normalised weight and drops it; ``weight`` is the very Var ``weight_orig``),
+so its networks trained and generated with the raw ``weight_orig``: that is
+imported as a plain ``weight`` (and the networks built without spectral
+norm), and the never-updated ``weight_u``/``weight_v`` are dropped. Other differences:
 ``out_conv_img.*`` is our ``conv_img.*``; every SPADE layer's seg-noise 1x1
 convolution has a bias, ours has none. That convolution only ever sees the
 one-hot label map (resized nearest, so still one-hot: its channels sum to 1 at
@@ -31,7 +36,7 @@ RELEASED_SPADE = {
               input="150 classes + dont-care (ADE20K label ids 0..150, 0 = unknown; 255 is read as 150), "
                     "no instance edges"),
     36: dict(dataset="cityscapes", label_nc=35, label_edges=True, dontcare_255=False, crop_size=512,
-             aspect_ratio=2.0,
+             aspect_ratio=2.0, num_upsampling_layers="spade_more",
              input="35 Cityscapes label ids + instance-edge channel"),
     184: dict(dataset="coco", label_nc=183, label_edges=True, dontcare_255=True, crop_size=256, aspect_ratio=1.0,
               input="182 COCO-Stuff classes + dont-care (id 182; the value 255 is read as 182) + instance-edge "
@@ -39,7 +44,10 @@ RELEASED_SPADE = {
 }
 RELEASED_APF = dict(dataset="apf-landscape", dontcare_255=False, crop_size=512, aspect_ratio=4 / 3,
                     input="29 landscape classes (ids 0..28)")
-NUM_UP_BLOCKS_TO_MODE = {4: "normal", 5: "more", 6: "most"}
+# Up blocks -> layout. SPADE's 'more' has the blocks of 'normal' (its extra upsampling has no parameters):
+# the shapes cannot tell them apart, the released configuration (or --num_upsampling_layers) does.
+SPADE_LAYOUTS = {4: ("normal", "spade_more"), 5: ("spade_most",)}
+APF_LAYOUTS = {4: ("normal",), 5: ("apf_more",)}
 SHOWN = 20  # names listed per kind of mismatch
 DROPPED_APF_ENCODER_KEYS = ("fc_mu.weight", "fc_mu.bias", "fc_var.weight", "fc_var.bias")
 
@@ -91,8 +99,28 @@ def fold_seg_noise_bias(weight, bias, name):
     return folded.astype(np.float32)
 
 
+def unwrap_apf_spectral(state):
+    """(state with every ``X.weight_orig`` as ``X.weight`` and ``X.weight_u``/``X.weight_v`` dropped, count)."""
+    out, count = {}, 0
+    for key, value in state.items():
+        if key.endswith(("weight_u", "weight_v")) and key[:-1] + "orig" in state:
+            continue
+        if key.endswith(".weight_orig"):
+            out[key[:-len("_orig")]] = value
+            count += 1
+        else:
+            out[key] = value
+    return out, count
+
+
+APF_SPECTRAL_NOTE = ("{n} spectral-norm weights imported as the raw weight_orig, without the never-updated "
+                     "weight_u/weight_v: APF-GAN's spectral norm did not normalise, so this is what it computed with "
+                     "(the network is built without spectral norm)")
+
+
 def map_apf_generator(state):
     """(our state dict, [notes]) of an APF-GAN generator state dict."""
+    state, unwrapped = unwrap_apf_spectral(state)
     mapped, folded = {}, 0
     for key, value in state.items():
         if key.startswith("out_conv_img."):
@@ -108,14 +136,19 @@ def map_apf_generator(state):
     if folded:
         notes.append(f"folded the bias of {folded} seg-noise convolutions into their weights (exact: they see "
                      f"one-hot label maps)")
+    if unwrapped:
+        notes.append("generator: " + APF_SPECTRAL_NOTE.format(n=unwrapped))
     return mapped, notes
 
 
 def map_apf_encoder(state):
     """(our mask-encoder state dict, [notes]) of an APF-GAN encoder state dict."""
+    state, unwrapped = unwrap_apf_spectral(state)
     dropped = [k for k in DROPPED_APF_ENCODER_KEYS if k in state]
     mapped = {k: _float32(v) for k, v in state.items() if k not in dropped}
     notes = [f"dropped the encoder's VAE heads, unused on the mask path: {', '.join(dropped)}"] if dropped else []
+    if unwrapped:
+        notes.append("encoder: " + APF_SPECTRAL_NOTE.format(n=unwrapped))
     return mapped, notes
 
 
@@ -127,11 +160,12 @@ def _shape(state, key, source):
 
 
 def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, aspect_ratio=None,
-                       label_edges=None):
-    """(architecture options {key: value}, [notes]) read from a mapped generator state dict.
+                       label_edges=None, layout=None, e_state=None):
+    """(architecture options {key: value}, released configuration, [notes]) read from mapped state dicts.
 
-    ``crop_size``/``aspect_ratio``/``label_edges`` override what the released
-    configurations suggest (the fc/mask start keeps no image size).
+    ``crop_size``/``aspect_ratio``/``label_edges``/``layout`` override what the
+    released configurations suggest (the fc/mask start keeps no image size, and
+    SPADE's 'normal' and 'more' have the same parameters).
     """
     shared = _shape(g_state, "head_0.norm_0.mlp_shared.0.weight", source)
     spectral = "head_0.conv_0.weight_orig" in g_state
@@ -142,9 +176,14 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
     semantic = shared[1]
     kernel = shared[2]
     blocks = sum(1 for i in range(8) if f"up_{i}.conv_0.weight_orig" in g_state or f"up_{i}.conv_0.weight" in g_state)
-    if blocks not in NUM_UP_BLOCKS_TO_MODE:
-        raise SourceCheckpointError(f"{source}: {blocks} up blocks (up_0..); this framework builds 4 (normal), "
-                                    f"5 (more) or 6 (most).")
+    layouts = (SPADE_LAYOUTS if fmt == "spade" else APF_LAYOUTS).get(blocks)
+    if layouts is None:
+        known = SPADE_LAYOUTS if fmt == "spade" else APF_LAYOUTS
+        raise SourceCheckpointError(f"{source}: {blocks} up blocks (up_0..); {fmt} generators have " + " or ".join(
+            f"{n} ({'/'.join(names)})" for n, names in known.items()) + ".")
+    if layout is not None and layout not in layouts:
+        raise SourceCheckpointError(f"{source}: --num_upsampling_layers {layout} does not fit its {blocks} up blocks "
+                                    f"({' or '.join(layouts)}).")
     norm_kind = "syncbatch" if "head_0.norm_0.param_free_norm.running_mean" in g_state else "instance"
     fc = g_state.get("fc.weight")
     use_vae = fc is not None and fc.ndim == 2
@@ -167,7 +206,15 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
     edges = released["label_edges"] if label_edges is None else bool(label_edges)
     crop = crop_size or released["crop_size"]
     aspect = aspect_ratio or released["aspect_ratio"]
-    mode = NUM_UP_BLOCKS_TO_MODE[blocks]
+    if layout is not None:
+        mode = layout
+        notes.append(f"layout {mode}: from --num_upsampling_layers")
+    elif len(layouts) == 1:
+        mode = layouts[0]
+    else:
+        mode = released.get("num_upsampling_layers", layouts[0])
+        notes.append(f"layout {mode}: the {released['dataset']} configuration's (the parameters of "
+                     f"{' and '.join(layouts)} are the same; give --num_upsampling_layers if that is wrong)")
     if use_vae:
         n = blocks + 1
         cells = fc.shape[0] // (16 * ngf)
@@ -185,6 +232,8 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
         use_seg_noise=any(".seg_noise_var." in k for k in g_state), netG="spade")
     if use_vae:
         options["z_dim"] = int(fc.shape[1])
+    if e_state is not None:
+        options["norm_E"] = "spectralinstance" if any(k.endswith(".weight_orig") for k in e_state) else "instance"
     return options, released, notes
 
 
