@@ -3,7 +3,15 @@
 tests/data/spade_reference.npz was made by tests/data/make_spade_reference.py,
 which runs NVlabs/SPADE (PyTorch) on small networks whose weights are
 generated from their names (tests/data/reference_nets.py), so this module
-rebuilds exactly the weights SPADE ran with. Compared here:
+rebuilds exactly the weights SPADE ran with; tests/data/apf_reference.npz
+likewise by tests/data/make_apf_reference.py with zcablii/APF-GAN-jittor.
+Compared here:
+
+* APF-GAN's generator + mask encoder, eval forward, with its seg noise fed
+  the same draws and with the seg noise at zero: this framework's networks
+  built with the options the importer infers (no spectral norm: APF-GAN's
+  never normalised), and the whole user path (APF-GAN's .pkl files imported
+  with util/import_ckpt.py, test_phase.py on a label PNG);
 
 * the generator's eval forward for SPADE's three released configurations
   (ade20k, cityscapes with SPADE's 'more' layout, coco), with this
@@ -41,6 +49,7 @@ from torch_format import save_torch_state_dict
 HERE = os.path.dirname(os.path.abspath(__file__))
 nets = load_data_module("reference_nets")
 SPADE = np.load(os.path.join(HERE, "data", "spade_reference.npz"))
+APF = np.load(os.path.join(HERE, "data", "apf_reference.npz"))
 
 OUTPUT_TOL = 1e-4
 LOSS_TOL = 1e-4
@@ -283,3 +292,86 @@ def test_spade_training_step_updates_weights_like_spade(spade_iteration, net):
         scale = max(1.0, float(np.abs(ref).max()))
         assert np.abs(ours - ref)[robust].max(initial=0) <= WEIGHT_TOL * scale, f"{net} {key}"
         assert np.abs(ours - before).max() <= lrs[net] * (1 + 1e-3), f"{net} {key}: moved more than lr"
+
+
+# ----------------------------------------------------------------------------
+# APF-GAN: generator + mask encoder
+# ----------------------------------------------------------------------------
+
+APF_OPTIONS = ["--label_nc", "29", "--crop_size", "256", "--aspect_ratio", str(4 / 3), "--ngf", "16",
+               "--spade_hidden", "128", "--num_upsampling_layers", "apf_more", "--norm_G", "spadesyncbatch3x3",
+               "--norm_E", "instance", "--encode_mask", "--use_seg_noise"]
+
+
+def apf_states(without_noise=False):
+    """APF-GAN's generator and encoder states as its code ran them (its own names)."""
+    g = nets.rebuild_state(*nets.unpack(APF, "g/state"), str(APF["g_seed"]))
+    e = nets.rebuild_state(*nets.unpack(APF, "e/state"), str(APF["e_seed"]))
+    if without_noise:
+        g = {k: np.zeros_like(v) if ".seg_noise_var." in k else v for k, v in g.items()}
+    return g, e
+
+
+# APF-GAN normalises with Jittor's own norms (variance as E[x^2] - E[x]^2), this framework with the deviations
+# from the mean: its outputs differ by round-off, measured up to 1.05e-4 (mean 1.1e-5) with seg noise. With
+# Jittor's norms swapped in they were bit for bit APF-GAN's on the machine that made the reference (another
+# CPU may round its convolutions differently), and are held to OUTPUT_TOL.
+APF_OUTPUT_TOL = 2e-4
+
+
+@pytest.mark.parametrize("norms", ["own", "jittor"])
+@pytest.mark.parametrize("with_noise", [True, False])
+def test_apf_generator_and_mask_encoder_equal_apf(monkeypatch, with_noise, norms):
+    from jittor import nn
+
+    from models import normalization
+    from util.source_checkpoints import map_apf_encoder, map_apf_generator
+    if norms == "jittor":
+        monkeypatch.setattr(normalization, "InstanceNorm2d", lambda c: nn.InstanceNorm2d(c, affine=False))
+        monkeypatch.setattr(normalization, "BatchNorm2d", lambda c, sync: nn.BatchNorm(c, affine=False, sync=sync))
+    g_state, e_state = apf_states(without_noise=not with_noise)
+    opt, networks = build(*APF_OPTIONS)
+    load(networks["G"], map_apf_generator(g_state)[0], "APF-GAN generator")
+    load(networks["E"], map_apf_encoder(e_state)[0], "APF-GAN encoder")
+    shapes = []
+
+    def apf_noise(shape, dtype="float32"):
+        shapes.append(tuple(shape))
+        return jt.array(nets.noise(shape)).astype(dtype)
+    monkeypatch.setattr(jt, "randn", apf_noise)
+    for net in networks.values():
+        net.eval()
+    seg = semantics(APF["label"][None].astype(np.int64), opt)
+    with jt.no_grad():
+        out = networks["G"](seg, mask_features=networks["E"](seg)).numpy()
+    assert len(shapes) == 3 * 2 + 5 * 3  # head_0, G_middle_0/1: 2 SPADE layers; up_0..up_4: 3
+    ref = APF["output" if with_noise else "output_without_noise"]
+    assert_close(out, ref, OUTPUT_TOL if norms == "jittor" else APF_OUTPUT_TOL, f"APF-GAN output ({norms} norms)")
+
+
+def test_apf_import_generates_apfs_images(tmp_path):
+    """As a user: APF-GAN's {tag}_net_G.pkl / _net_E.pkl (seg noise at zero: generation draws its own),
+    util/import_ckpt.py, then test_phase.py on a label PNG."""
+    g_state, e_state = apf_states(without_noise=True)
+    paths = []
+    for net, state in (("G", g_state), ("E", e_state)):
+        paths.append(str(tmp_path / f"avg_1_2_net_{net}.pkl"))
+        jt.save({k: np.asarray(v) for k, v in state.items()}, paths[-1])
+    ckpt = str(tmp_path / "checkpoints")
+    result = run_script("util/import_ckpt.py", "--format", "apf", *paths, "--name", "apf", "--checkpoints_dir", ckpt,
+                        "--crop_size", "256")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "raw weight_orig" in result.stdout and "--norm_G spadesyncbatch3x3" in result.stdout
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    Image.fromarray(APF["label"].astype(np.uint8)).save(labels / "scene.png")
+    out = tmp_path / "out"
+    result = run_script("test_phase.py", "--input_path", str(labels), "--output_path", str(out), "--name", "apf",
+                        "--checkpoints_dir", ckpt, "--which_epoch", "imported", "--image_format", "png",
+                        "--nThreads", "0", "--gpu", "off")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours = np.asarray(Image.open(out / "scene.png").convert("RGB")).astype(np.float64)
+    # APF-GAN's own image of the output (test_phase.py): (x + 1) / 2 * 255, truncated to uint8
+    ref = ((APF["output_without_noise"][0].transpose(1, 2, 0) + 1) / 2 * 255).astype(np.uint8)
+    diff = np.abs(ours - ref)
+    assert diff.mean() < 1.0 and diff.max() <= 1, (diff.mean(), diff.max())
