@@ -45,7 +45,7 @@ counted), then --repeats passes of --iters iterations; the median rate is
 reported and all of them go into the JSON.
 
 Presets: apf = the real settings (512x384, ngf 64, ndf 64, num_D 4,
-n_layers_D 4, 'more' upsampling, 29 labels, batch 10 pre-training / 5
+n_layers_D 4, apf_more layout, 29 labels, batch 10 pre-training / 5
 fine-tuning, VGG loss; Inception loss in fine-tuning); cpu = the same loss
 terms and phases at a size that runs on a small CPU (128x96, ngf 16, ndf 16,
 spade_hidden 32, num_D 2, n_layers_D 3, 'normal' upsampling, batch 2).

@@ -20,7 +20,7 @@ last row adds the parts up into the time to score 1000 generated images
 (generation + JPEG + Inception + one distance), the cost of one checkpoint in
 util/fid.py or one run in test.py, reference statistics cached.
 
---settings real: 512x384, ngf 64, 'more' upsampling, 29 classes (the APF
+--settings real: 512x384, ngf 64, apf_more layout, 29 classes (the APF
 model); small: 128x96, ngf 16, 'normal' (a CPU-sized model).
 """
 
