@@ -5,7 +5,7 @@ import math
 import jittor as jt
 from jittor import nn
 
-from models.discriminator import MultiscaleDiscriminator
+from models.discriminator import DISCRIMINATORS
 from models.encoder import ImageEncoder, MaskEncoder
 from models.generator import SPADEGenerator
 from models.normalization import SPADE, SpectralNormed
@@ -60,7 +60,7 @@ def build_networks(opt, with_discriminator, progressive_levels=1):
     """Return {name: network} for ``network_names``; G gets the to-RGB heads of
     ``progressive_levels`` resolution levels when that is more than 1."""
     builders = {"G": lambda: generator_class(opt)(opt, progressive_levels), "E": lambda: MaskEncoder(opt),
-                "Es": lambda: ImageEncoder(opt), "D": lambda: MultiscaleDiscriminator(opt)}
+                "Es": lambda: ImageEncoder(opt), "D": lambda: DISCRIMINATORS[getattr(opt, "netD", "multiscale")](opt)}
     nets = {name: init_weights(builders[name]()) for name in network_names(opt, with_discriminator)}
     # Jittor draws random numbers when an op runs, not when it is created: run the
     # initialisation now, under the caller's seed, not at some later first use.

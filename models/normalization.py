@@ -224,6 +224,17 @@ def resize_label(segmap, size):
     return nn.interpolate(segmap, size=tuple(int(s) for s in size), mode="nearest")
 
 
+def downsample_image(image, factor):
+    """Box-filter an image batch by an integer ``factor`` (exact average of factor x factor blocks).
+
+    For ``factor`` 2 this is also bilinear halving with align_corners=False (every output pixel sits halfway
+    between two rows and two columns of the input)."""
+    if factor == 1:
+        return image
+    n, c, h, w = image.shape
+    return image.reshape(n, c, h // factor, factor, w // factor, factor).mean(dims=(3, 5))
+
+
 def _window_sum(x, kernel_size, stride, out_h, out_w):
     """Sum over kernel_size x kernel_size windows of an (already padded) map, by strided slices."""
     total = 0

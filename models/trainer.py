@@ -24,7 +24,7 @@ from models.encoder import kld_loss, reparameterize
 from models.inception import InceptionLoss
 from models.mixed_precision import MixedPrecision
 from models.networks import build_networks, is_seg_noise, load_state, semantic_input
-from models.normalization import resize_label
+from models.normalization import downsample_image, resize_label
 from models.progressive import schedule_from_options
 from util import distributed
 from util.errors import CheckpointError, TrainingDivergedError
@@ -43,14 +43,6 @@ def learning_rates(opt, epoch):
 
 def adam_betas(opt):
     return (opt.beta1, opt.beta2)
-
-
-def downsample_image(image, factor):
-    """Box-filter an image batch by an integer ``factor`` (exact average of factor x factor blocks)."""
-    if factor == 1:
-        return image
-    n, c, h, w = image.shape
-    return image.reshape(n, c, h // factor, factor, w // factor, factor).mean(dims=(3, 5))
 
 
 def drop_from_optimizer(optimizer, params):
@@ -98,13 +90,11 @@ class SPADETrainer:
 
     def enter_stage(self, stage):
         """Initialise, once, the sub-discriminator of each level the run reaches for the first time
-        from the next coarser one. Returns the levels grown now."""
+        from the one of the level below. Returns the levels grown now."""
         grown = []
-        num_d = self.nets["D"].num_D
         while stage is not None and self.d_level < stage.level:
             self.d_level += 1
-            target = num_d - 1 - self.d_level
-            self.nets["D"].copy_scale(target + 1, target)
+            self.nets["D"].grow(self.d_level)
             grown.append(self.d_level)
         self.growths += grown
         return grown
@@ -135,15 +125,7 @@ class SPADETrainer:
         return seg, seg_small, real_small
 
     def scale_weights(self, stage):
-        """Per-scale loss weights of the active sub-discriminators; the one fading in gets alpha."""
-        if stage is None or stage.alpha >= 1:
-            return None
-        return [stage.alpha] + [1.0] * (self.nets["D"].num_D - 1 - (self.schedule.last_level - stage.level))
-
-    def first_scale(self, stage):
-        if stage is None:
-            return 0
-        return self.schedule.last_level - stage.level
+        return self.nets["D"].scale_weights(stage)
 
     # -- forward pieces -------------------------------------------------
     def generate(self, seg, real=None, stage=None, all_outputs=False):
@@ -162,8 +144,7 @@ class SPADETrainer:
         """Run D once on fake and real stacked along the batch; returns (pred_fake, pred_real)."""
         if self.augment_policy:
             fake, real, seg = diff_augment(fake, real, seg, self.augment_policy)
-        preds = self.nets["D"](jt.concat([seg, seg], dim=0), jt.concat([fake, real], dim=0),
-                               first_scale=self.first_scale(stage))
+        preds = self.nets["D"](jt.concat([seg, seg], dim=0), jt.concat([fake, real], dim=0), stage)
         n = fake.shape[0]
         pred_fake = [[f[:n] for f in scale] for scale in preds]
         pred_real = [[f[n:] for f in scale] for scale in preds]

@@ -14,7 +14,7 @@ from util.errors import OptionError
 ARCHITECTURE_KEYS = (
     "label_nc", "crop_size", "aspect_ratio", "ngf", "ndf", "num_D", "n_layers_D",
     "norm_G", "norm_D", "norm_E", "num_upsampling_layers", "use_vae", "encode_mask",
-    "z_dim", "spade_hidden", "use_seg_noise", "netG", "label_edges", "dontcare_255",
+    "z_dim", "spade_hidden", "use_seg_noise", "netG", "netD", "label_edges", "dontcare_255",
 )
 
 Layout = namedtuple("Layout", "upsamplings up_blocks middle_upsampling")
@@ -121,6 +121,7 @@ def add_data_options(parser):
 
 
 GENERATORS = ("spade", "spade_edge")
+DISCRIMINATORS = ("multiscale", "apf_progressive")
 
 
 def add_generator_options(parser):
@@ -160,6 +161,11 @@ def add_generator_options(parser):
 
 def add_discriminator_options(parser):
     g = parser.add_argument_group("discriminator")
+    g.add_argument("--netD", choices=DISCRIMINATORS, default="multiscale",
+                   help="multiscale: SPADE's identical sub-discriminators, scale k seeing the input downsampled k "
+                        "times; apf_progressive: APF-GAN's, one per resolution level with its own input "
+                        "convolutions and a deeper stack per level, the fade-in blended inside it, sub-discriminator "
+                        "0 seeing the full size after pre-training (models/discriminator.py)")
     g.add_argument("--ndf", type=positive_int, default=64, help="base channel count of each discriminator")
     g.add_argument("--num_D", type=positive_int, default=2, help="number of discriminator scales")
     g.add_argument("--n_layers_D", type=positive_int, default=4, help="convolution layers per discriminator")
@@ -186,6 +192,10 @@ def validate_architecture(opt):
     for flag in ("norm_D", "norm_E"):
         if not NORM_LAYER_PATTERN.match(getattr(opt, flag)):
             raise OptionError(f"--{flag} {getattr(opt, flag)!r} is not of the form [spectral]{{instance,batch,syncbatch,none}}.")
+    if getattr(opt, "netD", "multiscale") == "apf_progressive" and (opt.ndf % 2 ** (opt.num_D - 1) or opt.ndf > 512):
+        raise OptionError(f"--netD apf_progressive with --num_D {opt.num_D}: --ndf must be a multiple of "
+                          f"{2 ** (opt.num_D - 1)} (sub-discriminator k starts at ndf / 2**k channels) and at most 512; "
+                          f"got {opt.ndf}.")
     n_up = NUM_UPSAMPLINGS[opt.num_upsampling_layers]
     if opt.crop_size % (2 ** n_up):
         raise OptionError(f"--crop_size {opt.crop_size} must be a multiple of {2 ** n_up} "

@@ -186,6 +186,7 @@ def _patch_size(s, n_layers=3):
 
 def test_discriminator_scales_per_level(pg_nets):
     from models.networks import one_hot
+    from models.progressive import Stage
     d = pg_nets["D"]
     assert d.num_D == 3
     full = d(one_hot(labels(2), 29), photos(2))
@@ -194,7 +195,7 @@ def test_discriminator_scales_per_level(pg_nets):
     for level in range(3):
         h, w = LEVEL_SIZES[level]
         first = 2 - level
-        out = d(one_hot(labels(2, h=h, w=w), 29), photos(2, h=h, w=w), first_scale=first)
+        out = d(one_hot(labels(2, h=h, w=w), 29), photos(2, h=h, w=w), Stage(level, 1.0))
         assert len(out) == level + 1
         for j, scale in enumerate(out):
             assert len(scale) == 4  # n_layers_D 3 -> 3 convolutions + prediction
@@ -306,6 +307,51 @@ def test_discriminator_copy_happens_once_per_growth():
     assert late.enter_stage(Stage(2, 1.0)) == [1, 2]
     for i in (0, 1):
         assert max_abs_diff(state_numpy(late.nets["D"].scale(i)), top) == 0.0
+
+
+def test_apf_progressive_discriminator_through_pretraining():
+    """--netD apf_progressive in the trainer: at each stage the active sub-discriminators (level L first, on
+    the stage's size, deeper by one stride-2 layer per level), the fade blended inside the first one, a growth
+    copying exactly the weights a level shares with the one below, and after pre-training sub-discriminator 0
+    on the full size."""
+    from models.progressive import Stage
+    from models.trainer import SPADETrainer
+    jt.set_global_seed(5)
+    trainer = SPADETrainer(pg_opt("--netD", "apf_progressive", "--ndf", "16", "--norm_D", "instance"))
+    d = trainer.nets["D"]
+    assert {k.split(".")[0] for k in d.scale(2).state_dict()} == {
+        "from_rgb_2", "from_rgb_1", "from_rgb_0", "down_2", "down_1", "model0", "model1", "model2", "model3"}
+    label, real = labels(2, seed=7), photos(2, seed=7)
+
+    before = {i: state_numpy(d.scale(i)) for i in range(3)}
+    assert trainer.enter_stage(Stage(1, 0.25)) == [1]
+    grown = state_numpy(d.scale(1))
+    new = {"from_rgb_1.0.weight", "from_rgb_1.0.bias", "down_1.0.0.weight"}
+    assert set(grown) == set(before[0]) | new
+    assert all(np.array_equal(grown[k], before[0][k]) for k in before[0])
+    assert all(np.array_equal(grown[k], before[1][k]) for k in new)
+
+    # stage -> (input sizes, features per active sub-discriminator): model0..model3 plus the stride-2 layers
+    # above them (a fading sub-discriminator enters its half-size input one layer deeper)
+    for stage, sizes, depths in ((Stage(0, 1.0), [(24, 32)], [4]),
+                                 (Stage(1, 0.25), [(48, 64), (24, 32)], [4, 4]),
+                                 (Stage(1, 1.0), [(48, 64), (24, 32)], [5, 4]),
+                                 (None, [(96, 128), (48, 64), (24, 32)], [4, 5, 6])):
+        _, seg_small, real_small = trainer.stage_inputs(label, real, stage)
+        assert tuple(real_small.shape[2:]) == sizes[0]
+        with jt.no_grad():
+            preds = d(seg_small, real_small, stage)
+        assert [len(scale) for scale in preds] == depths, stage
+        assert trainer.scale_weights(stage) is None
+    with jt.no_grad():
+        faded = [d(*trainer.stage_inputs(label, real, Stage(1, a))[1:], Stage(1, a))[0][-1].numpy()
+                 for a in (0.0, 0.25, 1.0)]
+    assert np.abs(faded[0] - faded[2]).max() > 1e-3
+    # the blend is linear in alpha before the first layer after it: the prediction moves with alpha
+    assert not np.allclose(faded[1], faded[0]) and not np.allclose(faded[1], faded[2])
+    losses = trainer.discriminator_step(label, real, Stage(1, 0.25))
+    assert all(np.isfinite(v) for v in losses.values())
+    assert not np.array_equal(state_numpy(d.scale(1))["from_rgb_1.0.weight"], grown["from_rgb_1.0.weight"])
 
 
 def _optimizer_param_count(optimizer):

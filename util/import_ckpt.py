@@ -14,8 +14,8 @@ training state for fine-tuning, and opt.txt / opt.json. Then:
     python test_phase.py --name NAME --which_epoch imported --input_path LABELS --output_path OUT
     python train_phase.py --name NAME --continue_train --which_epoch imported --input_path DATA/train ...
 
-Fine-tuning starts at epoch 1 with a fresh discriminator (--ndf, --num_D,
---n_layers_D, --norm_D given here) and fresh optimisers.
+Fine-tuning starts at epoch 1 with a fresh discriminator (--netD, --ndf,
+--num_D, --n_layers_D, --norm_D given here) and fresh optimisers.
 
 The image size is not stored in these checkpoints: the released
 configurations' sizes are used (ADE20K and COCO-Stuff 256x256, Cityscapes
@@ -151,8 +151,8 @@ def training_options(args, arch):
     """The options (namespace, parser) of the imported experiment, as train_phase.py would hold them."""
     from options import train_options
     argv = ["--input_path", "none", "--name", args.name, "--checkpoints_dir", args.checkpoints_dir,
-            "--ndf", str(args.ndf), "--num_D", str(args.num_D), "--n_layers_D", str(args.n_layers_D),
-            "--norm_D", args.norm_D]
+            "--netD", args.netD, "--ndf", str(args.ndf), "--num_D", str(args.num_D), "--n_layers_D",
+            str(args.n_layers_D), "--norm_D", args.norm_D]
     for key, value in arch.items():
         argv += [f"--{key}", str(value) if not isinstance(value, bool) else ("yes" if value else "no")]
     opt, parser = train_options.parse(argv)

@@ -99,57 +99,97 @@ def fold_seg_noise_bias(weight, bias, name):
     return folded.astype(np.float32)
 
 
-def unwrap_apf_spectral(state):
-    """(state with every ``X.weight_orig`` as ``X.weight`` and ``X.weight_u``/``X.weight_v`` dropped, count)."""
-    out, count = {}, 0
-    for key, value in state.items():
-        if key.endswith(("weight_u", "weight_v")) and key[:-1] + "orig" in state:
-            continue
-        if key.endswith(".weight_orig"):
-            out[key[:-len("_orig")]] = value
-            count += 1
-        else:
-            out[key] = value
-    return out, count
-
-
 APF_SPECTRAL_NOTE = ("{n} spectral-norm weights imported as the raw weight_orig, without the never-updated "
                      "weight_u/weight_v: APF-GAN's spectral norm did not normalise, so this is what it computed with "
                      "(the network is built without spectral norm)")
+APF_NETWORKS = ("G", "E", "D")
+# APF-GAN's discriminator names -> ours, per dotted part: sub-discriminators, their input convolutions, their
+# stride-2 layers above model0.
+APF_DISCRIMINATOR_PARTS = (("multiscale_discriminator_", "discriminator_"), ("toRGB_extra", "from_rgb_"),
+                           ("extra", "down_"))
 
 
-def map_apf_generator(state):
-    """(our state dict, [notes]) of an APF-GAN generator state dict."""
-    state, unwrapped = unwrap_apf_spectral(state)
+def apf_key(net, key):
+    """Our name of the tensor ``key`` of APF-GAN network ``net`` (G, E or D), or None for what is not imported:
+    the never-updated power-iteration vectors ``weight_u``/``weight_v``, the generator's pre-training to-RGB
+    heads ``inter_conv_img.*`` (APF-GAN deletes them when pre-training ends), the encoder's VAE heads (unused on
+    the mask path)."""
+    if key.endswith((".weight_u", ".weight_v")):
+        return None
+    if key.endswith(".weight_orig"):
+        key = key[:-len("_orig")]
+    if net == "G":
+        if key.startswith("inter_conv_img."):
+            return None
+        if key.startswith("out_conv_img."):
+            return "conv_img." + key[len("out_conv_img."):]
+    elif net == "E":
+        if key in DROPPED_APF_ENCODER_KEYS:
+            return None
+    else:
+        parts = key.split(".")
+        for i, part in enumerate(parts[:2]):
+            for theirs, ours in APF_DISCRIMINATOR_PARTS:
+                if part.startswith(theirs) and part[len(theirs):].isdigit():
+                    parts[i] = ours + part[len(theirs):]
+                    break
+        key = ".".join(parts)
+    return key
+
+
+def map_apf(net, state):
+    """(our state dict, [notes]) of the state dict of APF-GAN network ``net`` (G, E or D). The generator's
+    seg-noise biases are folded into their weights."""
     mapped, folded = {}, 0
     for key, value in state.items():
-        if key.startswith("out_conv_img."):
-            mapped["conv_img." + key[len("out_conv_img."):]] = _float32(value)
-        elif key.endswith(".seg_noise_var.weight") and key[:-len("weight")] + "bias" in state:
-            mapped[key] = fold_seg_noise_bias(value, state[key[:-len("weight")] + "bias"], key)
+        ours = apf_key(net, key)
+        if ours is None:
+            continue
+        if key.endswith(".seg_noise_var.weight") and key[:-len("weight")] + "bias" in state:
+            mapped[ours] = fold_seg_noise_bias(value, state[key[:-len("weight")] + "bias"], key)
             folded += 1
         elif key.endswith(".seg_noise_var.bias") and key[:-len("bias")] + "weight" in state:
             continue  # folded into the weight above
         else:
-            mapped[key] = _float32(value)
-    notes = ["renamed out_conv_img.* -> conv_img.*"] if any(k.startswith("out_conv_img.") for k in state) else []
+            mapped[ours] = _float32(value)
+    name = {"G": "generator", "E": "encoder", "D": "discriminator"}[net]
+    notes = []
+    renamed = sorted({k.split(".")[0] for k in state if apf_key(net, k) not in (None, k)
+                      and not k.endswith(".weight_orig")})
+    if net == "G" and "out_conv_img" in renamed:
+        notes.append("renamed out_conv_img.* -> conv_img.*")
+    if net == "D" and renamed:
+        notes.append("renamed multiscale_discriminator_* -> discriminator_*, toRGB_extra* -> from_rgb_*, "
+                     "extra* -> down_*")
+    heads = [k for k in state if k.startswith("inter_conv_img.")] if net == "G" else []
+    if heads:
+        notes.append(f"dropped the {len(heads)} tensors of the pre-training to-RGB heads inter_conv_img.* (APF-GAN "
+                     f"deletes them when pre-training ends)")
+    dropped = [k for k in DROPPED_APF_ENCODER_KEYS if k in state] if net == "E" else []
+    if dropped:
+        notes.append(f"dropped the encoder's VAE heads, unused on the mask path: {', '.join(dropped)}")
     if folded:
         notes.append(f"folded the bias of {folded} seg-noise convolutions into their weights (exact: they see "
                      f"one-hot label maps)")
+    unwrapped = sum(k.endswith(".weight_orig") for k in state)
     if unwrapped:
-        notes.append("generator: " + APF_SPECTRAL_NOTE.format(n=unwrapped))
+        notes.append(f"{name}: " + APF_SPECTRAL_NOTE.format(n=unwrapped))
     return mapped, notes
+
+
+def map_apf_generator(state):
+    """(our state dict, [notes]) of an APF-GAN generator state dict."""
+    return map_apf("G", state)
 
 
 def map_apf_encoder(state):
     """(our mask-encoder state dict, [notes]) of an APF-GAN encoder state dict."""
-    state, unwrapped = unwrap_apf_spectral(state)
-    dropped = [k for k in DROPPED_APF_ENCODER_KEYS if k in state]
-    mapped = {k: _float32(v) for k, v in state.items() if k not in dropped}
-    notes = [f"dropped the encoder's VAE heads, unused on the mask path: {', '.join(dropped)}"] if dropped else []
-    if unwrapped:
-        notes.append("encoder: " + APF_SPECTRAL_NOTE.format(n=unwrapped))
-    return mapped, notes
+    return map_apf("E", state)
+
+
+def map_apf_discriminator(state):
+    """(our ``--netD apf_progressive`` state dict, [notes]) of an APF-GAN discriminator state dict."""
+    return map_apf("D", state)
 
 
 def _shape(state, key, source):

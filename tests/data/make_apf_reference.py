@@ -1,11 +1,12 @@
-"""Run zcablii/APF-GAN-jittor's own code on a small random generator + mask encoder and store what it
-computes, for tests/test_reference_parity.py.
+"""Run zcablii/APF-GAN-jittor's own code on small random networks (generator + mask encoder, discriminator, one
+training iteration) and store what it computes, for tests/test_reference_parity.py.
 
 Not run by the test suite (it needs an APF-GAN-jittor checkout). It runs in
 this project's own environment (Jittor 1.3.11) but imports nothing of this
 project: only APF-GAN's packages, from the checkout given on the command line
 (none of its code is copied here), with two stand-ins its imports need and
-that the networks never call (``torchvision``, ``dill``):
+that the networks never call (``torchvision``, ``dill``), and Jittor's
+``vgg19`` made without a download (generated weights):
 
     git clone https://github.com/zcablii/APF-GAN-jittor /tmp/apf
     .venv/bin/python tests/data/make_apf_reference.py --apf_repo /tmp/apf
@@ -25,9 +26,31 @@ It writes ``apf_reference.npz`` next to itself: ``commit``; ``g/state`` and
 ``output`` [1, 3, 192, 256], the eval forward (``netG(one_hot, z=netE(one_hot))``)
 with the generated seg-noise amplitudes; ``output_without_noise``, the same
 with every seg-noise convolution (weight and bias) at zero.
+
+``d/...``: APF-GAN's discriminator (its MultiscaleDiscriminator with
+pg_strategy 1, as the winning run; 3 levels, ndf 16, n_layers_D 3,
+pg_niter 12, so 6 epochs per growth) on generated weights, without
+gradient, at the epochs of ``D_CASES``: a level trained alone, a fade
+(alpha 2/3), after pre-training, and the first epoch of a fade (where APF-GAN
+copies sub-discriminator 0 into 1; ``grown_keys`` names what that changed).
+Inputs: ``reference_nets.label_map`` and ``photos`` (seed 16, batch 2) at
+``size``. Each sub-discriminator's prediction is stored whole, its other
+features as ``reference_nets.fingerprint``.
+
+``train/...``: one ``Pix2PixTrainer`` iteration (G step, then D step) after
+pre-training (epoch = pg_niter), DiffAugment off: 29 classes, 256x192,
+batch 2, ngf 8, ndf 8, 3 discriminator levels, mask encoder, seg noise fed
+``reference_nets.noise``, hinge + feature matching + VGG19 with generated
+weights on [-1, 1] images (what APF-GAN's VGG loss computes; its
+pretrained weights would be a download), TTUR Adam. Stored: the starting
+seeds and shapes (every tensor generated), the losses, the gradients of the
+step and the states after it (small tensors whole, large ones as
+fingerprints).
+
 """
 
 import argparse
+import json
 import os
 import pickle
 import subprocess
@@ -47,6 +70,22 @@ OPTIONS = ["--label_nc", "29", "--no_instance", "--crop_size", "256", "--load_si
            "--norm_E", "spectralinstance", "--use_vae", "--encode_mask", "--use_seg_noise", "--gpu_ids", "-1"]
 HEIGHT, WIDTH = 192, 256
 OUTPUT_STD = 0.4
+VGG_GAIN = float(np.sqrt(2.0))  # keeps random ReLU features from fading out over 16 layers
+# APF-GAN's discriminator as the winning run configured it (pg_strategy 1, norm_D spectralinstance), smaller.
+D_SEED = f"{SEED}:D"
+D_OPTIONS = ["--label_nc", "29", "--no_instance", "--crop_size", "128", "--load_size", "128", "--aspect_ratio",
+             str(4 / 3), "--ndf", "16", "--num_D", "3", "--n_layers_D", "3", "--norm_D", "spectralinstance",
+             "--pg_strategy", "1", "--pg_niter", "12", "--niter", "20", "--name", "d", "--gpu_ids", "-1"]
+# case -> (epoch, input height, width). With pg_niter 12 and 3 levels a growth period is 6 epochs: epoch 6
+# trains level 1 alone; epoch 5 fades level 1 in (alpha 2/3, inside sub-discriminator 1); epoch 12 is after
+# pre-training; epoch 4 is the first of a fade, where APF-GAN copies sub-discriminator 0 into 1 first.
+D_CASES = {"level1": (6, 48, 64), "fade": (5, 48, 64), "after": (12, 96, 128), "grow": (4, 48, 64)}
+TRAIN_OPTIONS = ["--label_nc", "29", "--no_instance", "--crop_size", "256", "--load_size", "256", "--aspect_ratio",
+                 str(4 / 3), "--ngf", "8", "--ndf", "8", "--num_D", "3", "--n_layers_D", "3", "--num_upsampling_layers",
+                 "more", "--norm_G", "spectralspadesyncbatch3x3", "--norm_E", "spectralinstance", "--norm_D",
+                 "spectralinstance", "--use_vae", "--encode_mask", "--use_seg_noise", "--pg_strategy", "1",
+                 "--pg_niter", "12", "--niter", "20", "--batchSize", "2", "--name", "train", "--gpu_ids", "-1"]
+TRAIN_SIZE = (2, 192, 256)  # batch, height, width
 
 
 def commit_of(repo, given):
@@ -60,15 +99,33 @@ def commit_of(repo, given):
 
 
 def import_apf(repo, workdir):
+    """APF-GAN's packages importable on a CPU without downloads; returns its test options for OPTIONS."""
     os.environ["nvcc_path"] = ""  # CPU: hide nvcc from Jittor's CUDA probe
     os.environ.setdefault("log_silent", "1")
     sys.modules["torchvision"] = types.ModuleType("torchvision")
     sys.modules["dill"] = pickle
     sys.path.insert(0, repo)
-    from options.test_options import TestOptions
-    saved, sys.argv = sys.argv, ["apf", *OPTIONS, "--checkpoints_dir", workdir]
+    from jittor import models as jittor_models
+    real_vgg19 = jittor_models.vgg19
+
+    def vgg19_generated(pretrained=False, **kwargs):
+        import jittor as jt
+        model = real_vgg19(pretrained=False, **kwargs)
+        model.load_state_dict({k: jt.array(nets.generated_tensor(SEED, "vgg19." + k, v.shape, VGG_GAIN))
+                               for k, v in model.state_dict().items()})
+        return model
+    jittor_models.vgg19 = vgg19_generated
+    return apf_options("test", OPTIONS, workdir)
+
+
+def apf_options(kind, argv, workdir):
+    if kind == "test":
+        from options.test_options import TestOptions as Options
+    else:
+        from options.train_options import TrainOptions as Options
+    saved, sys.argv = sys.argv, ["apf", *argv, "--checkpoints_dir", workdir]
     try:
-        return TestOptions().parse()
+        return Options().parse()
     finally:
         sys.argv = saved
 
@@ -80,6 +137,106 @@ def load_generated(net, seed):
 
 def state_numpy(net):
     return {k: v.numpy().copy() for k, v in net.state_dict().items()}
+
+
+def one_hot(opt, label):
+    """APF-GAN's own one-hot label map (Pix2PixModel.preprocess_input) of int labels [N, H, W]."""
+    import jittor as jt
+    from models.pix2pix_model import Pix2PixModel
+    holder = types.SimpleNamespace(opt=opt)  # preprocess_input reads only self.opt
+    n, h, w = label.shape
+    semantics, _ = Pix2PixModel.preprocess_input(holder, {
+        "label": jt.array(label[:, None].astype(np.float32)), "image": jt.zeros((n, 3, h, w))})
+    return semantics
+
+
+def features_out(prefix, pred):
+    """npz entries of a discriminator's [[features..]..]: predictions whole, the other features as fingerprints."""
+    out = {}
+    for i, scale in enumerate(pred):
+        for j, feature in enumerate(scale):
+            f = feature.numpy()
+            key = f"{prefix}/{i}/{j}"
+            if j == len(scale) - 1:
+                out[key] = f
+            else:
+                out[key + "#fingerprint"] = nets.fingerprint(f)
+        out[f"{prefix}/{i}/count"] = np.array(len(scale))
+    return out
+
+
+def discriminator_case(workdir):
+    """APF-GAN's MultiscaleDiscriminator (pg_strategy 1) at each kind of epoch: D_CASES."""
+    import jittor as jt
+    import models.networks as networks
+    opt = apf_options("train", D_OPTIONS, workdir)
+    net_d = networks.define_D(opt)
+    load_generated(net_d, D_SEED)
+    start = state_numpy(net_d)
+    stored, shapes = nets.split_state(start, D_SEED)
+    out = {"d/seed": np.array(D_SEED), "d/pg_niter": np.array(opt.pg_niter), "d/num_d": np.array(opt.num_D),
+           **nets.pack("d/state", stored, shapes)}
+    for name, (epoch, h, w) in D_CASES.items():
+        label = nets.label_map(SEED, 2, h, w, 29)
+        x = jt.concat([one_hot(opt, label), jt.array(nets.photos(SEED, 2, h, w))], dim=1)
+        with jt.no_grad():
+            pred = net_d(x if epoch >= opt.pg_niter else [x], epoch)
+        out.update(features_out(f"d/{name}", pred))
+        out[f"d/{name}/epoch"] = np.array(epoch)
+        out[f"d/{name}/size"] = np.array([h, w])
+        print(f"discriminator at epoch {epoch} ({name}, {w}x{h}): {len(pred)} sub-discriminators, predictions std "
+              + ", ".join(f"{float(p[-1].numpy().std()):.3f}" for p in pred))
+    grown = state_numpy(net_d)
+    changed = sorted(k for k in grown if not np.array_equal(grown[k], start[k]))
+    out["d/grown_keys"] = np.array(changed)
+    return out
+
+
+def gradients(optimizer, net):
+    by_id = {id(p): g for group in optimizer.param_groups for p, g in zip(group["params"], group["grads"])}
+    return {k: by_id[id(p)].numpy().copy() for k, p in net.named_parameters() if id(p) in by_id}
+
+
+def fingerprinted(prefix, state):
+    return {(f"{prefix}/{k}" if v.size <= nets.SMALL else f"{prefix}/{k}#fingerprint"):
+            (v if v.size <= nets.SMALL else nets.fingerprint(v)) for k, v in state.items()}
+
+
+def training_case(workdir):
+    """One G step and one D step of APF-GAN's Pix2PixTrainer after pre-training (epoch = pg_niter), DiffAugment
+    off, from generated weights."""
+    import jittor as jt
+    from trainers.pix2pix_trainer import Pix2PixTrainer
+    opt = apf_options("train", TRAIN_OPTIONS, workdir)
+    trainer = Pix2PixTrainer(opt)
+    model = trainer.pix2pix_model
+    seeds = {net: f"{SEED}:train:{net}" for net in ("G", "E", "D")}
+    for net, seed in seeds.items():
+        load_generated(getattr(model, "net" + net), seed)
+    n, h, w = TRAIN_SIZE
+    label = nets.label_map(SEED, n, h, w, 29)
+    image = nets.photos(SEED, n, h, w)
+    batch = {"label": jt.array(label[:, None].astype(np.float32)), "image": jt.array(image)}
+    out = {"train/label": label.astype(np.int16), "train/image": image, "train/epoch": np.array(opt.pg_niter)}
+    for net, seed in seeds.items():
+        out[f"train/{net}/seed"] = np.array(seed)
+        out[f"train/{net}/shapes"] = np.array(json.dumps(
+            {k: list(v.shape) for k, v in getattr(model, "net" + net).state_dict().items()}))
+    trainer.run_generator_one_step(batch, opt.pg_niter)
+    g_grads = {"G": gradients(trainer.optimizer_G, model.netG), "E": gradients(trainer.optimizer_G, model.netE)}
+    fake = trainer.get_latest_generated().numpy()
+    print(f"training iteration: generated image std {fake.std():.3f}, {np.mean(np.abs(fake) > 0.99):.1%} saturated")
+    trainer.run_discriminator_one_step(batch, opt.pg_niter)
+    losses = {k: float(v.mean().numpy().reshape(-1)[0]) for k, v in trainer.get_latest_losses().items()}
+    print("training iteration losses:", ", ".join(f"{k} {v:.6f}" for k, v in sorted(losses.items())))
+    out["train/loss_names"] = np.array(sorted(losses))
+    out["train/losses"] = np.array([losses[k] for k in sorted(losses)])
+    grads = {**g_grads, "D": gradients(trainer.optimizer_D, model.netD)}
+    for net in seeds:
+        out.update(fingerprinted(f"train/{net}/grad", grads[net]))
+        out.update(fingerprinted(f"train/{net}/after", state_numpy(getattr(model, "net" + net))))
+    out["train/lr"] = np.array(opt.lr)
+    return out
 
 
 def main(argv=None):
@@ -134,6 +291,8 @@ def main(argv=None):
            "e_seed": np.array(e_seed), "label": label.astype(np.int16), "output": output,
            "output_without_noise": output_without_noise,
            **nets.pack("g/state", g_stored, g_shapes), **nets.pack("e/state", e_stored, e_shapes)}
+    out.update(discriminator_case(os.path.join(workdir, "d")))
+    out.update(training_case(os.path.join(workdir, "train")))
     np.savez_compressed(args.out, **out)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2 ** 20:.1f} MiB), APF-GAN-jittor {commit[:7]}")
 
