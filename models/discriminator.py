@@ -76,17 +76,13 @@ class MultiscaleDiscriminator(nn.Module):
     def scale(self, index):
         return getattr(self, f"discriminator_{index}")
 
-    def copy_scale(self, source, target):
-        """Overwrite the weights of scale ``target`` with those of scale ``source``."""
-        _copy_shared(self.scale(source), self.scale(target))
-
     def first_scale(self, stage):
         return 0 if stage is None else self.num_D - 1 - stage.level
 
     def grow(self, level):
         """Initialise the scale of resolution ``level`` from the scale of the level below."""
         target = self.num_D - 1 - level
-        self.copy_scale(target + 1, target)
+        _copy_shared(self.scale(target + 1), self.scale(target))
 
     def scale_weights(self, stage):
         """Per-scale loss weights of the active scales (None: all 1); the one fading in gets alpha."""

@@ -102,7 +102,6 @@ def fold_seg_noise_bias(weight, bias, name):
 APF_SPECTRAL_NOTE = ("{n} spectral-norm weights imported as the raw weight_orig, without the never-updated "
                      "weight_u/weight_v: APF-GAN's spectral norm did not normalise, so this is what it computed with "
                      "(the network is built without spectral norm)")
-APF_NETWORKS = ("G", "E", "D")
 # APF-GAN's discriminator names -> ours, per dotted part: sub-discriminators, their input convolutions, their
 # stride-2 layers above model0.
 APF_DISCRIMINATOR_PARTS = (("multiscale_discriminator_", "discriminator_"), ("toRGB_extra", "from_rgb_"),
