@@ -18,7 +18,9 @@ test_phase.py is the single-run command; every generation flag of it works here,
 including the style track's (reference photos from --ref_json, default
 LABEL_DIR/../label_to_img.json, found in --img_path; --sample_style,
 --allow_missing_ref, --color_transfer): see test_phase.py --help. With mean
-style codes and no seg noise all runs give the same images.
+style codes and no seg noise all runs give the same images. A checkpoint's
+EMA generator ({tag}_net_G_ema.pkl, from --ema_decay) is used when present
+(--no_ema: the raw G); the output and the report say which.
 """
 
 import json
@@ -87,6 +89,7 @@ def main(argv=None):
     reference, where = fid_stats.reference_statistics(extractor, photos, os.path.join(folder, "fid_stats"))
     print(where)
     nets = load_generator(opt, style_encoder=style is not None)
+    print(nets.note)
     seeds = run_seeds(opt.seed, opt.n_runs)
     print(f"{opt.n_runs} runs with {opt.name} (checkpoint {opt.which_epoch}) on {'GPU' if use_cuda else 'CPU'}, "
           f"seeds {', '.join(map(str, seeds[:4]))}{' ...' if len(seeds) > 4 else ''}; best kept in {opt.output_path}")
@@ -107,7 +110,7 @@ def main(argv=None):
         checkpoint.write_text(report_path, json.dumps(
             {"name": opt.name, "which_epoch": opt.which_epoch, "labels": os.path.abspath(opt.input_path),
              "reference": os.path.abspath(photos), "reference_count": reference.count,
-             "output_path": os.path.abspath(opt.output_path),
+             "output_path": os.path.abspath(opt.output_path), "ema_generator": nets.ema, "networks": nets.note,
              "style_references": style.json_path if style is not None else None,
              "sample_style": opt.sample_style, "color_transfer": opt.color_transfer, "runs": runs, "best": best,
              "finished": index + 1 == len(seeds)}, indent=1))

@@ -14,6 +14,11 @@ for models trained with --use_vae (a sample with --sample_style), and with
 --color_transfer reinhard a colour transfer towards it. Label maps without a
 reference are an error, or a random style with --allow_missing_ref.
 
+A checkpoint of a run trained with --ema_decay holds the exponential moving
+average of its generator ({tag}_net_G_ema.pkl, and E_ema / Es_ema); it is used
+when present (the output says which networks were used); --no_ema takes the
+raw G instead.
+
 --use_pure (off by default; a dataset-specific trick): when one class covers
 more than --pure_threshold (98%) of a label map, the pixels of that class are
 copied from a training photo of that class, taken from the pure-colour
@@ -54,6 +59,7 @@ def generate(opt, notes=()):
         print(note)
     pure = from_options(opt)
     nets = load_generator(opt, style_encoder=style is not None)
+    print(nets.note)
     print(f"generating {total} images with {opt.name} (checkpoint {opt.which_epoch}) on "
           f"{'GPU' if use_cuda else 'CPU'} -> {opt.output_path}")
     with tqdm(total=total, desc="generating", dynamic_ncols=True, file=sys.stderr) as bar:

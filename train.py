@@ -1,6 +1,6 @@
 """Train with the two-phase recipe: progressive-size pre-training, then augmented fine-tuning.
 
-    python train.py --input_path DATA/train [--name NAME] [--recipe apf] [train_phase.py flags ...]
+    python train.py --input_path DATA/train [--name NAME] [--recipe apf|improved|demo] [train_phase.py flags ...]
 
 Runs, in this process, the phases of a recipe (options/presets/RECIPE_pretrain.json and
 RECIPE_finetune.json), each as one run of train_phase.py in the same experiment folder:
@@ -34,8 +34,11 @@ def build_parser():
                                      epilog="All other flags are train_phase.py flags (python train_phase.py "
                                             "--help), passed to both phases.")
     parser.add_argument("--recipe", default="apf",
-                        help="recipe: options/presets/RECIPE_pretrain.json and RECIPE_finetune.json "
-                             "(apf: the real settings; demo: the CPU demo)")
+                        help="recipe: options/presets/RECIPE_pretrain.json and RECIPE_finetune.json. apf: "
+                             "APF-GAN as its code ran (real settings); improved: the same system with spectral "
+                             "norm, per-iteration fades, shared DiffAugment colour, the Inception network's own "
+                             "statistics and an EMA generator (README, 'APF-GAN's code, the apf recipe and the "
+                             "improved recipe'); demo: the CPU demo")
     parser.add_argument("--phases", default="pretrain,finetune",
                         help="comma-separated phases to run, in order, from: pretrain, finetune")
     parser.add_argument("--pretrain_args", default="", help="extra train_phase.py flags for pre-training only")

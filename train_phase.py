@@ -99,8 +99,9 @@ def split_init_source(opt, folder):
     return folder, opt.init_from
 
 
-def read_init_source(opt, folder, names):
-    """(next epoch, iterations done, {net: state dict}) of the --init_from checkpoint."""
+def read_init_source(opt, folder, names, optional=()):
+    """(next epoch, iterations done, {net: state dict}) of the --init_from checkpoint; ``optional`` networks
+    (the EMA copies) are read when the checkpoint has them (``util.checkpoint.has_network``)."""
     from util import checkpoint
     src_folder, tag = split_init_source(opt, folder)
     state = checkpoint.read_file(checkpoint.state_path(src_folder, tag), f"training-state ({opt.init_from})")
@@ -109,11 +110,16 @@ def read_init_source(opt, folder, names):
         path = checkpoint.net_path(src_folder, tag, name)
         if os.path.isfile(path):
             states[name] = checkpoint.read_net(src_folder, tag, name)
+    for name in optional:
+        if checkpoint.has_network(src_folder, tag, name):
+            states[name] = checkpoint.read_net(src_folder, tag, name)
     if "G" not in states:
         raise CheckpointError(f"{checkpoint.net_path(src_folder, tag, 'G')}: --init_from {opt.init_from} has no "
                               f"generator checkpoint.")
-    checkpoint.check_full_size_generator(states["G"], f"--init_from {opt.init_from} "
-                                                      f"({checkpoint.net_path(src_folder, tag, 'G')})")
+    for name in ("G", checkpoint.ema_name("G")):
+        if name in states:
+            checkpoint.check_full_size_generator(states[name], f"--init_from {opt.init_from} "
+                                                               f"({checkpoint.net_path(src_folder, tag, name)})")
     return state["next_epoch"], state.get("total_iters", 0), states, os.path.join(src_folder, f"{tag}_net_*.pkl")
 
 
@@ -139,21 +145,28 @@ def main(argv=None):
     from tqdm import tqdm
 
     from data.datasets import PairedDataset, raise_batch_errors
+    from data.folders import read_name_list
     from models.mixed_precision import MixedPrecision
-    from models.networks import network_names
+    from models.networks import ema_network_names, network_names
     from models.trainer import SPADETrainer
     from util import checkpoint, seeding
     from util.visualizer import TrainingLog, sample_grid
 
     crop_h = base_options.image_height(opt)
+    exclude = read_name_list(opt.exclude_list) if opt.exclude_list else frozenset()
     dataset = PairedDataset(opt.input_path, opt.label_nc, opt.crop_size, crop_h, opt.load_size,
                             allow_flip=not opt.no_flip, seed=opt.seed, max_size=opt.max_dataset_size,
-                            batch_size=opt.batchSize, num_workers=opt.nThreads, dontcare_255=opt.dontcare_255)
+                            batch_size=opt.batchSize, num_workers=opt.nThreads, dontcare_255=opt.dontcare_255,
+                            exclude=exclude)
+    if opt.exclude_list:
+        say(f"left out {dataset.excluded} photos listed in {opt.exclude_list} ({len(exclude)} names listed, "
+            f"{len(exclude) - dataset.excluded} of them not in {opt.input_path})")
     total_epochs = opt.niter + opt.niter_decay
     if total_epochs == 0:
         raise OptionError("--niter + --niter_decay is 0: nothing to train.")
 
     names = network_names(opt, with_discriminator=True)
+    ema_names = ema_network_names(opt)  # read when the checkpoint has them, else started from G (E, Es)
     start_epoch, skip_iters, total_iters = 1, 0, 0
     imported = None
     if opt.continue_train:
@@ -161,12 +174,17 @@ def main(argv=None):
         # a checkpoint made by util/import_ckpt.py holds the generator (and mask encoder) only
         imported = checkpoint.imported_format(folder, tag)
         read_names = [n for n in names if n != "D"] if imported else names
-        state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, read_names)
+        state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, read_names,
+                                                                               optional=ema_names)
         if used_previous:
             say(f"the last save of {tag} was interrupted; resuming from the complete save before it")
+        saved_ema = [n for n in state.get("net_digests", {}) if n.endswith(checkpoint.EMA_SUFFIX)]
+        if saved_ema and not ema_names:
+            say(f"note: checkpoint {tag} has EMA networks ({', '.join(saved_ema)}); without --ema_decay they are "
+                f"not continued and the next saves have none")
         start_epoch, skip_iters, total_iters = state["next_epoch"], state["next_iter"], state["total_iters"]
     elif opt.init_from:
-        start_epoch, total_iters, init_states, init_source = read_init_source(opt, folder, names)
+        start_epoch, total_iters, init_states, init_source = read_init_source(opt, folder, names, ema_names)
         if start_epoch > total_epochs:
             raise OptionError(f"--init_from {opt.init_from} ends at epoch {start_epoch - 1}, but this phase ends at "
                               f"epoch {total_epochs} (--niter + --niter_decay count from the first epoch of the "
@@ -199,7 +217,14 @@ def main(argv=None):
             say(f"  {name}: {len(keys)} new parameter tensors at their initial values: "
                 f"{', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
         jt.sync_all()
-    distributed.broadcast_networks(trainer.nets)
+    if trainer.ema is not None:
+        started = trainer.ema_from_live if (opt.continue_train or opt.init_from) else []
+        say(f"keeping an exponential moving average (--ema_decay {opt.ema_decay}) of "
+            f"{', '.join(trainer.ema_sources.values())}, saved as "
+            f"{', '.join(f'TAG_net_{n}.pkl' for n in trainer.ema_sources)}" +
+            (f"; the checkpoint has no {', '.join(started)}: started from the loaded "
+             f"{', '.join(trainer.ema_sources[n] for n in started)}" if started else ""))
+    distributed.broadcast_networks(trainer.nets)  # the EMA networks (G_ema, ...) are among them
     log = None
     if main_rank:
         base_options.save_options(opt, parser, folder)

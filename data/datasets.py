@@ -77,12 +77,17 @@ class ClosingWorkers:
 
 
 class PairedDataset(ClosingWorkers, Dataset):
-    """Photo/label pairs of ``root``/imgs and ``root``/labels with random crop and flip."""
+    """Photo/label pairs of ``root``/imgs and ``root``/labels with random crop and flip; ``exclude``: file
+    stems left out (``excluded``: how many of the photos that removed)."""
 
     def __init__(self, root, label_nc, crop_w, crop_h, load_size, allow_flip=True, seed=0,
-                 max_size=None, batch_size=1, num_workers=0, shuffle=True, drop_last=True, dontcare_255=False):
+                 max_size=None, batch_size=1, num_workers=0, shuffle=True, drop_last=True, dontcare_255=False,
+                 exclude=frozenset()):
         super().__init__()
-        self.pairs = folders.training_pairs(root, max_size)
+        self.pairs = folders.training_pairs(root, max_size, exclude)
+        self.excluded = len(exclude) and sum(os.path.splitext(f)[0] in exclude for f in
+                                             folders.list_files(os.path.join(root, "imgs"),
+                                                                folders.IMAGE_EXTENSIONS))
         self.label_nc, self.crop_w, self.crop_h = label_nc, crop_w, crop_h
         self.dontcare_255 = dontcare_255
         self.load_size, self.allow_flip, self.seed = load_size, allow_flip, seed

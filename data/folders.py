@@ -27,8 +27,21 @@ def find_label_dir(root):
                        f"single-channel PNG label maps.")
 
 
-def training_pairs(root, max_size=None):
-    """Return sorted (image_path, label_path) pairs of ``root``/imgs and ``root``/labels.
+def read_name_list(path):
+    """The file stems listed in text file ``path`` (one name per line, extension optional, blank lines and
+    lines starting with # ignored)."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: cannot read the list of image names ({err}).") from None
+    names = [line.strip() for line in lines]
+    return frozenset(os.path.splitext(n)[0] for n in names if n and not n.startswith("#"))
+
+
+def training_pairs(root, max_size=None, exclude=frozenset()):
+    """Return sorted (image_path, label_path) pairs of ``root``/imgs and ``root``/labels, without the pairs
+    whose stem is in ``exclude``.
 
     Pairs are matched by file stem; unmatched files, empty folders and
     photo/label size mismatches are errors.
@@ -56,7 +69,9 @@ def training_pairs(root, max_size=None):
             parts.append(f"{len(only_labels)} label map(s) in {label_dir} have no photo: "
                          f"{examples([labels[s] for s in only_labels])}")
         raise DatasetError("photos and label maps do not pair up by file name. " + "; ".join(parts) + ".")
-    stems = sorted(images)
+    stems = sorted(s for s in images if s not in exclude)
+    if not stems:
+        raise DatasetError(f"{img_dir}: every one of its {len(images)} photos is on the exclusion list.")
     if max_size:
         stems = stems[:max_size]
     pairs = [(os.path.join(img_dir, images[s]), os.path.join(label_dir, labels[s])) for s in stems]

@@ -4,7 +4,7 @@ conditional discriminator that sees (one-hot label map, image) pairs.
 ``diff_augment(fake, real, seg, policy)`` applies the ops of ``policy`` in
 order. Each op draws one set of parameters per sample n from Jittor's RNG
 (so ``jt.set_global_seed`` makes it reproducible) and applies it to fake[n]
-and real[n] alike; geometric ops move seg[n] the same way, so pixel (y, x) of
+and real[n] alike (the color op optionally draws for each apart); geometric ops move seg[n] the same way, so pixel (y, x) of
 the augmented label still labels pixel (y, x) of both augmented images.
 Pixels that come from outside the image (shifted in, cut out) are zero in the
 images and all-zero (no class) in the label. The label is only ever moved,
@@ -155,9 +155,14 @@ def _stored(*values):
     return [v.stop_fuse() for v in values]
 
 
-def _random_color(images, seg):
+def _random_color(images, seg, independent=False):
     n = images[0].shape[0]
-    brightness, saturation, contrast = _stored(jt.rand(n) - 0.5, jt.rand(n) * 2, jt.rand(n) + 0.5)
+
+    def draw():
+        return _stored(jt.rand(n) - 0.5, jt.rand(n) * 2, jt.rand(n) + 0.5)
+    if independent:
+        return [color(x, *draw()) for x in images], seg
+    brightness, saturation, contrast = draw()
     return [color(x, brightness, saturation, contrast) for x in images], seg
 
 
@@ -192,8 +197,10 @@ _RANDOM_OPS = {"color": _random_color, "translation": _random_translation,
                "crop": _random_crop, "cutout": _random_cutout}
 
 
-def diff_augment(fake, real, seg, policy):
-    """Augment a batch of (fake, real, label) triples with shared per-sample parameters.
+def diff_augment(fake, real, seg, policy, independent_colour=False):
+    """Augment a batch of (fake, real, label) triples with shared per-sample parameters
+    (``independent_colour``: the color op draws its parameters for fake and real apart, as the original
+    DiffAugment and APF-GAN do).
 
     fake, real [N, 3, H, W] in [-1, 1]; seg one-hot [N, C, H, W]; policy a
     sequence of op names (or a policy string). Returns (aug_fake, aug_real,
@@ -209,5 +216,8 @@ def diff_augment(fake, real, seg, policy):
                          f"got {fake.shape}, {real.shape}, {seg.shape}")
     images = [fake, real]
     for name in policy:
-        images, seg = _RANDOM_OPS[name](images, seg)
+        if name == "color":
+            images, seg = _random_color(images, seg, independent_colour)
+        else:
+            images, seg = _RANDOM_OPS[name](images, seg)
     return images[0], images[1], seg

@@ -13,9 +13,9 @@ the middle upsampling (n = 6), ``spade_most`` adds ``up_4`` to it (n = 7);
 Progressive pre-training adds ``to_rgb_<level>`` heads (3x3 convolution +
 tanh) on the outputs of intermediate up blocks, one per lower resolution
 level; ``execute(..., stage=...)`` then stops at the active level's block
-and, during a fade, blends the new head with the 2x nearest-upsampled head
-of the level below. ``remove_progressive_heads`` drops them when
-pre-training ends, leaving the plain full-resolution generator.
+and, during a fade, blends the new head with the 2x-upsampled head of the
+level below (nearest, or bilinear as APF-GAN: ``--pg_fade_upsample``).
+``remove_progressive_heads`` drops them when pre-training ends, leaving the plain full-resolution generator.
 
 The start comes from one of: a 3x3 convolution ``fc`` of the downsampled
 label map (default), the mask encoder (``--encode_mask``), a linear ``fc``
@@ -48,6 +48,12 @@ def up_block_channels(ngf, index):
     return int(ngf * 2 ** (4 - index)), int(ngf * 2 ** (3 - index))
 
 
+def upsample_fade(image, mode):
+    """The lower level's image at twice its size, for a fade: ``mode`` nearest or bilinear
+    (align_corners=False)."""
+    return nn.interpolate(image, scale_factor=2, mode=mode)
+
+
 class SPADEGenerator(nn.Module):
     def __init__(self, opt, progressive_levels=1):
         """``progressive_levels`` > 1 adds the to-RGB heads of that many resolution levels."""
@@ -78,6 +84,7 @@ class SPADEGenerator(nn.Module):
         self.final_nc = up_block_channels(nf, self.num_up_blocks - 1)[1]
         self.conv_img = nn.Conv2d(self.final_nc, 3, 3, padding=1)
         self.progressive_levels = 1
+        self.fade_upsample = getattr(opt, "pg_fade_upsample", "nearest")
         if progressive_levels > 1:
             self.add_progressive_heads(progressive_levels)
 
@@ -149,7 +156,7 @@ class SPADEGenerator(nn.Module):
         lower = None
         for i, up in enumerate(self.up_blocks()[:last_block + 1]):
             if alpha < 1 and level > 0 and i == last_block:
-                lower = nn.interpolate(self.to_rgb(level - 1, x), scale_factor=2, mode="nearest")
+                lower = upsample_fade(self.to_rgb(level - 1, x), self.fade_upsample)
             x = nn.interpolate(x, scale_factor=2, mode="nearest")
             x = up(x, seg)
         image = self.to_rgb(level, x)

@@ -53,6 +53,7 @@ FEATURE_CHANNELS = {"pool_1": 64, "pool_2": 192, "mixed_6e": 768, "pool_3": 2048
 IGNORED_PREFIXES = ("fc.", "AuxLogits.")
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 VARIANTS = ("fid", "torchvision")
+INCEPTION_NORMS = ("running", "batch")
 INPUT_SIZE = 299
 
 MISSING_MESSAGE = (
@@ -106,25 +107,38 @@ def _branch_pool(x, kind):
     raise ValueError(f"unknown pool kind {kind!r}")
 
 
+def batch_moments(x):
+    """Per-channel mean and (biased) variance of a batch [N, C, H, W], the variance from the deviations."""
+    mean = x.mean(dims=(0, 2, 3))
+    return mean, ((x - mean.reshape((1, -1, 1, 1))) ** 2).mean(dims=(0, 2, 3))
+
+
 class FrozenBatchNorm(nn.Module):
-    """Inference-only BatchNorm: always normalises with the running statistics.
+    """A BatchNorm with fixed weights: normalises with the running statistics, or, with
+    ``batch_statistics`` set, with the statistics of the batch it is given (what Jittor's ``nn.BatchNorm``
+    does in training mode: APF-GAN's Inception loss ran that way); the running statistics never change.
 
     Jittor's ``Module.train()`` on any parent sets ``is_train`` on every
     descendant, which would switch ``nn.BatchNorm`` to batch statistics; this
-    layer has no training mode. Keys: weight, bias, running_mean, running_var.
+    layer switches only by ``batch_statistics``. Keys: weight, bias, running_mean, running_var.
     """
 
     def __init__(self, num_features, eps=1e-3):
         super().__init__()
         self.eps = eps
+        self.batch_statistics = False
         self.weight = jt.ones((num_features,), dtype="float32")
         self.bias = jt.zeros((num_features,), dtype="float32")
         self.running_mean = jt.zeros((num_features,), dtype="float32")
         self.running_var = jt.ones((num_features,), dtype="float32")
 
     def execute(self, x):
-        scale = self.weight / jt.sqrt(self.running_var + self.eps)
-        shift = self.bias - self.running_mean * scale
+        if self.batch_statistics:
+            mean, var = batch_moments(x)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.weight / jt.sqrt(var + self.eps)
+        shift = self.bias - mean * scale
         return x * scale.reshape((1, -1, 1, 1)) + shift.reshape((1, -1, 1, 1))
 
 
@@ -363,17 +377,27 @@ class InceptionV3Features(nn.Module):
 class InceptionLoss(nn.Module):
     """Weighted L1 (mean) between InceptionV3 features of fake and real images.
 
-    The four layers are weighted equally (1.0 each): a neutral default, not
-    tuned; the caller scales the whole term with its lambda. Real features are
-    computed without gradient; the network is frozen.
+    ``layer_weights``: the weights of pool_1, pool_2, mixed_6e and pool_3 (default 1 each; APF-GAN:
+    1/16, 1/8, 1/4, 1); the caller scales the whole term with its lambda. ``resize``: resize the images to
+    299x299 first (False: their own size, as APF-GAN). ``norm``: "running" (the weights' batch-norm
+    statistics) or "batch" (each batch-norm layer normalises fake and real with their own batch's
+    statistics, as APF-GAN's loss ran). Real features are computed without gradient; the weights are frozen.
     """
 
-    layer_weights = {"pool_1": 1.0, "pool_2": 1.0, "mixed_6e": 1.0, "pool_3": 1.0}
-
-    def __init__(self, weights_path=DEFAULT_INCEPTION_WEIGHTS, resize=True):
+    def __init__(self, weights_path=DEFAULT_INCEPTION_WEIGHTS, resize=True, layer_weights=(1.0, 1.0, 1.0, 1.0),
+                 norm="running"):
         super().__init__()
+        if len(layer_weights) != len(FEATURE_LAYERS):
+            raise ValueError(f"{len(FEATURE_LAYERS)} layer weights expected ({', '.join(FEATURE_LAYERS)}), "
+                             f"got {len(layer_weights)}")
+        if norm not in INCEPTION_NORMS:
+            raise ValueError(f"norm must be one of {INCEPTION_NORMS}, not {norm!r}")
         self.inception = InceptionV3Features.from_file(weights_path)
+        for module in self.inception.modules():
+            if isinstance(module, FrozenBatchNorm):
+                module.batch_statistics = norm == "batch"
         self.resize = resize
+        self.layer_weights = dict(zip(FEATURE_LAYERS, (float(w) for w in layer_weights)))
 
     def execute(self, fake, real):
         fake_feats = self.inception(fake, resize=self.resize)

@@ -9,7 +9,7 @@ from models.discriminator import DISCRIMINATORS
 from models.encoder import ImageEncoder, MaskEncoder
 from models.generator import SPADEGenerator
 from models.normalization import SPADE, SpectralNormed
-from util.checkpoint import state_differences
+from util.checkpoint import EMA_SOURCES, ema_name, state_differences
 
 
 def init_weights(net, gain=0.02):
@@ -46,6 +46,14 @@ def network_names(opt, with_discriminator):
     if with_discriminator:
         names.append("D")
     return names
+
+
+def ema_network_names(opt):
+    """With --ema_decay > 0: the names of the EMA copies a training run keeps of its G, E and Es (G_ema,
+    E_ema, Es_ema; ``util.checkpoint.ema_name``), saved beside them; otherwise none."""
+    if getattr(opt, "ema_decay", 0) <= 0:
+        return []
+    return [ema_name(name) for name in network_names(opt, with_discriminator=True) if name in EMA_SOURCES]
 
 
 def generator_class(opt):

@@ -9,6 +9,10 @@ pre-training ends. ``network_states``/``optimizer_states`` and the matching
 loaders cover everything a resumed run needs to continue exactly. With the
 edge-guided generator (``--netG spade_edge``) both steps also cover its
 image-branch output, and the generator step its edge map (``edge_guided_*``).
+With ``--ema_decay`` the trainer also keeps exponential moving averages of G
+(E, Es) as networks of their own in ``nets`` (G_ema, E_ema, Es_ema; see
+``models.ema``): updated after every applied generator step
+(``update_ema``), saved and loaded with the others, never trained or run.
 """
 
 import math
@@ -20,13 +24,16 @@ from jittor import nn
 from data.edges import edge_target
 from models import loss as losses
 from models.diff_augment import diff_augment, parse_policy
+from models.ema import ExponentialMovingAverage
 from models.encoder import kld_loss, reparameterize
+from models.generator import upsample_fade
 from models.inception import InceptionLoss
 from models.mixed_precision import MixedPrecision
 from models.networks import build_networks, is_seg_noise, load_state, semantic_input
 from models.normalization import downsample_image, resize_label
 from models.progressive import schedule_from_options
 from util import distributed
+from util.checkpoint import EMA_SOURCES, ema_name
 from util.errors import CheckpointError, TrainingDivergedError
 
 
@@ -71,7 +78,12 @@ class SPADETrainer:
         self.d_level = 0 if progressive else self.schedule.last_level
         self.growths = []
         self.vgg_loss = None if opt.no_vgg_loss else losses.VGGLoss(opt.vgg_weights, opt.vgg_input)
-        self.inception_loss = InceptionLoss(opt.inception_weights) if opt.inception_loss else None
+        self.inception_loss = None
+        if opt.inception_loss:
+            self.inception_loss = InceptionLoss(
+                opt.inception_weights, resize=getattr(opt, "inception_input", "299") == "299",
+                layer_weights=getattr(opt, "inception_layer_weights", (1.0,) * 4),
+                norm=getattr(opt, "inception_norm", "running"))
         self.augment_policy = parse_policy(opt.diff_aug)
         self.edge_guided = getattr(opt, "netG", "spade") == "spade_edge"
         g_params = []
@@ -82,6 +94,13 @@ class SPADETrainer:
         self.optimizer_G = nn.Adam(g_params, lr=g_lr, betas=adam_betas(opt))
         self.optimizer_D = nn.Adam(self.nets["D"].parameters(), lr=d_lr, betas=adam_betas(opt))
         self.optimizers = {"G": self.optimizer_G, "D": self.optimizer_D}
+        # --ema_decay: EMA copies of G (E, Es) in self.nets as G_ema (E_ema, Es_ema), equal to them now
+        self.ema, self.ema_sources, self.ema_from_live = None, {}, []
+        if getattr(opt, "ema_decay", 0) > 0:
+            live = {name: self.nets[name] for name in EMA_SOURCES if name in self.nets}
+            self.ema = ExponentialMovingAverage(live, opt.ema_decay)
+            self.ema_sources = {ema_name(name): name for name in live}
+            self.nets.update({ema_name(name): net for name, net in self.ema.copies.items()})
 
     # -- progressive growing ---------------------------------------------
     @property
@@ -105,23 +124,33 @@ class SPADETrainer:
         heads = [getattr(g, f"to_rgb_{level}") for level in range(g.progressive_levels - 1)]
         drop_from_optimizer(self.optimizer_G, [p for head in heads for p in head.parameters()])
         g.remove_progressive_heads()
+        if self.ema is not None:
+            self.ema.copies["G"].remove_progressive_heads()
         self.d_level = self.schedule.last_level
 
     def stage_inputs(self, label, real, stage):
         """(full-size one-hot labels, labels and photos at the stage's resolution).
 
-        During a fade the photo is blended like the generator's output: the new
-        resolution over the 2x nearest-upsampled half resolution."""
+        --pg_resize box: the photo is box-filtered to the stage's size and, during a fade, blended like the
+        generator's output (the new resolution over the 2x-upsampled half resolution); the labels are
+        resized with nearest neighbour. bilinear (APF-GAN): photo and one-hot labels are resized with
+        bilinear interpolation (labels blend at class boundaries), the photo is not blended."""
         seg = self.precision.cast(semantic_input(label, self.opt))
         real = self.precision.cast(real)
         if stage is None:
             return seg, seg, real
         factor = 2 ** (self.schedule.last_level - stage.level)
+        if getattr(self.opt, "pg_resize", "box") == "bilinear":
+            if factor == 1:
+                return seg, seg, real
+            size = (real.shape[2] // factor, real.shape[3] // factor)
+            return seg, nn.interpolate(seg, size=size, mode="bilinear"), nn.interpolate(real, size=size,
+                                                                                         mode="bilinear")
         real_small = downsample_image(real, factor)
-        if stage.alpha < 1:
-            lower = nn.interpolate(downsample_image(real_small, 2), scale_factor=2, mode="nearest")
-            real_small = stage.alpha * real_small + (1 - stage.alpha) * lower
         seg_small = seg if factor == 1 else resize_label(seg, real_small.shape[2:])
+        if stage.alpha < 1:
+            lower = upsample_fade(downsample_image(real_small, 2), getattr(self.opt, "pg_fade_upsample", "nearest"))
+            real_small = stage.alpha * real_small + (1 - stage.alpha) * lower
         return seg, seg_small, real_small
 
     def scale_weights(self, stage):
@@ -143,7 +172,8 @@ class SPADETrainer:
     def discriminate(self, seg, fake, real, stage=None):
         """Run D once on fake and real stacked along the batch; returns (pred_fake, pred_real)."""
         if self.augment_policy:
-            fake, real, seg = diff_augment(fake, real, seg, self.augment_policy)
+            independent = getattr(self.opt, "diff_aug_colour", "shared") == "independent"
+            fake, real, seg = diff_augment(fake, real, seg, self.augment_policy, independent_colour=independent)
         preds = self.nets["D"](jt.concat([seg, seg], dim=0), jt.concat([fake, real], dim=0), stage)
         n = fake.shape[0]
         pred_fake = [[f[:n] for f in scale] for scale in preds]
@@ -162,8 +192,14 @@ class SPADETrainer:
             if kld is not None:
                 terms["KLD"] = kld
             total = sum(terms.values())
-        self.precision.step(self.optimizer_G, total, self.nets)
+        if self.precision.step(self.optimizer_G, total, self.nets):
+            self.update_ema()
         return self._check_finite(terms, "generator"), fake
+
+    def update_ema(self):
+        """Move the EMA networks (--ema_decay) towards the live ones after a generator update."""
+        if self.ema is not None:
+            self.ema.update()
 
     def image_terms(self, fake, seg_small, real_small, stage):
         """The generator's loss terms for one generated image: adversarial, feature matching and the
@@ -275,18 +311,38 @@ class SPADETrainer:
         return out
 
     def load_networks(self, states, source):
+        """Fill the networks from this run's checkpoint (resume), strictly. EMA networks that the checkpoint
+        lacks (it was written without --ema_decay) start as copies of the loaded networks: their names are
+        returned and kept in ``ema_from_live``."""
         for name, net in self.nets.items():
+            if name in self.ema_sources and name not in states:
+                continue
             load_state(net, states[name], f"{source} [{name}]")
+        return self._start_missing_ema(states)
+
+    def _start_missing_ema(self, states):
+        self.ema_from_live = [name for name in self.ema_sources if name not in states]
+        for name in self.ema_from_live:
+            self.ema.copy_from_live(self.ema_sources[name])
+        return self.ema_from_live
 
     def init_networks(self, states, source):
         """Fill the networks from another run's checkpoint; parameters that the options add
-        (seg noise) may be absent and keep their initial values. Returns {net: [new keys]}."""
+        (seg noise) may be absent and keep their initial values. Returns {net: [new keys]}.
+        EMA networks start from the source's EMA networks, their new parameters from the loaded
+        network's values; without them in the source, as copies of the loaded networks (``ema_from_live``)."""
         new = {}
         for name, net in self.nets.items():
+            if name in self.ema_sources:
+                if name in states:
+                    new[name] = load_state(net, states[name], f"{source} [{name}]", may_be_new=is_seg_noise)
+                    self.ema.copy_from_live(self.ema_sources[name], new[name])
+                continue
             if name not in states:
                 new[name] = sorted(net.state_dict())
                 continue
             new[name] = load_state(net, states[name], f"{source} [{name}]", may_be_new=is_seg_noise)
+        self._start_missing_ema(states)
         return {name: keys for name, keys in new.items() if keys}
 
     def load_optimizer_states(self, states, source):

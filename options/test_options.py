@@ -16,6 +16,10 @@ def add_generation_options(parser):
     g.add_argument("--output_path", required=True, help="folder for the generated images (created if needed)")
     g.add_argument("--image_format", choices=("jpg", "png"), default="jpg", help="file format of generated images")
     g.add_argument("--jpeg_quality", type=base.positive_int, default=95, help="JPEG quality (1-100)")
+    g.add_argument("--no_ema", **base.SWITCH,
+                   help="generate with the checkpoint's raw generator (G, E, Es) even when it has the exponential "
+                        "moving averages of a run trained with --ema_decay ({tag}_net_G_ema.pkl, ...), which are "
+                        "used by default")
     p = parser.add_argument_group("pure-colour trick (optional, dataset-specific)")
     p.add_argument("--use_pure", **base.SWITCH,
                    help="off by default. A dataset-specific trick: when one class covers more than "

@@ -1,15 +1,30 @@
 """Training options: optimisation, losses, logging and checkpointing."""
 
+import argparse
 import os
+from fractions import Fraction
 
 from models.mixed_precision import AMP_CHOICES
 from models.progressive import STRATEGIES
 from options import base_options as base
 from options import presets
 
+PG_ALPHA_STEPS = ("iteration", "epoch")
 DEFAULT_INCEPTION_WEIGHTS = os.path.join("pretrained", "pt_inception-2015-12-05-6726825d.pth")
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
+
+
+def layer_weights(text):
+    """'1/16,1/8,1/4,1' -> (0.0625, 0.125, 0.25, 1.0): four non-negative numbers or fractions."""
+    try:
+        values = tuple(float(Fraction(part.strip())) for part in text.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected 4 comma-separated numbers or fractions, got {text!r}") from None
+    if len(values) != 4 or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected 4 non-negative weights (pool_1, pool_2, Mixed_6e, pool_3), "
+                                         f"got {text!r}")
+    return values
 
 
 def add_training_options(parser):
@@ -30,6 +45,12 @@ def add_training_options(parser):
     g.add_argument("--amp", choices=AMP_CHOICES, default="off",
                    help="mixed precision on the GPU: bf16 or fp16 arithmetic (fp16 with dynamic loss scaling), "
                         "float32 weights and optimiser; on the CPU it falls back to float32 with a note")
+    g.add_argument("--ema_decay", type=float, default=0.0, metavar="D",
+                   help="keep an exponential moving average of the generator (and of the mask / style encoders), "
+                        "updated after every generator step: ema = D*ema + (1-D)*weights, buffers (batch-norm "
+                        "statistics, spectral-norm vectors) copied. Saved in every checkpoint as networks of their "
+                        "own, {tag}_net_G_ema.pkl (E_ema, Es_ema); generation and FID use them when present "
+                        "(test_phase.py --no_ema: the raw G). 0 = off; typical 0.999 ... 0.9999 (OASIS, StyleGAN2)")
     g.add_argument("--continue_train", **base.SWITCH,
                    help="resume from --which_epoch (default latest): networks, optimisers, epoch, iteration, RNG; with "
                         "--which_epoch imported, fine-tune a checkpoint imported by util/import_ckpt.py from epoch 1 "
@@ -38,6 +59,10 @@ def add_training_options(parser):
                    help="scale photos to this width before the random crop of --crop_size (default: crop_size, "
                         "i.e. no crop)")
     g.add_argument("--no_flip", **base.SWITCH, help="do not flip training pairs horizontally")
+    g.add_argument("--exclude_list", default=None, metavar="FILE",
+                   help="a text file of image names (one per line, with or without extension) whose pairs are "
+                        "left out of training, e.g. the list of 130 hard images APF-GAN trained without "
+                        "(remove_130_imgs.txt of its repository)")
 
     g.add_argument("--init_from", default=None, metavar="TAG",
                    help="start from the networks of checkpoint TAG of this experiment (or EXPERIMENT_DIR/TAG of "
@@ -55,16 +80,43 @@ def add_training_options(parser):
     g.add_argument("--pg_strategy", choices=STRATEGIES, default="fade",
                    help="fade: each growth period trains the current level for its first half and fades the "
                         "next level in over the second half; jump: the next level starts at full weight")
+    g.add_argument("--pg_alpha", choices=PG_ALPHA_STEPS, default="iteration",
+                   help="when the fade weight alpha moves. iteration: at every iteration; epoch: APF-GAN's "
+                        "schedule, once per epoch (period P = pg_niter // (num_D - 1) epochs; epoch e trains "
+                        "level e // P and fades the next one in at alpha (e mod P) / (P / 2) - 1 while that is "
+                        "positive; the full size alone from epoch pg_niter)")
+    g.add_argument("--pg_fade_upsample", choices=("nearest", "bilinear"), default="nearest",
+                   help="how a fade upsamples the lower level's image (generator output, and the photo with "
+                        "--pg_resize box) before blending the new level over it; APF-GAN: bilinear")
+    g.add_argument("--pg_resize", choices=("box", "bilinear"), default="box",
+                   help="how the photo and the label map reach a pre-training level's size. box: the photo is "
+                        "averaged over exact blocks and blended during a fade like the generator's output, the "
+                        "labels resized with nearest neighbour; bilinear (APF-GAN): both with bilinear "
+                        "interpolation (one-hot labels blend at class boundaries), the photo never blended")
 
     g = parser.add_argument_group("fine-tuning augmentations")
     g.add_argument("--diff_aug", default="",
                    help="differentiable augmentation of the discriminator's input, comma-separated ops from "
                         "color, crop, translation, cutout (e.g. 'color,crop,translation'); the same random "
                         "parameters for the fake and the real image of a pair, geometric ops also move the label map")
+    g.add_argument("--diff_aug_colour", choices=("shared", "independent"), default="shared",
+                   help="the color op's brightness, saturation and contrast: shared by the fake and the real "
+                        "image of a pair, or drawn independently for each (APF-GAN, as the original DiffAugment)")
     g.add_argument("--inception_loss", **base.SWITCH,
                    help="add a perceptual loss on InceptionV3 features (pool_1, pool_2, Mixed_6e, pool_3); "
                         "needs --inception_weights")
     g.add_argument("--lambda_inception", type=float, default=1.0, help="weight of the Inception perceptual loss")
+    g.add_argument("--inception_layer_weights", type=layer_weights, default=(1.0, 1.0, 1.0, 1.0),
+                   metavar="W1,W2,W3,W4",
+                   help="weights of the Inception loss's four layers pool_1, pool_2, Mixed_6e, pool_3 (numbers "
+                        "or fractions; APF-GAN: 1/16,1/8,1/4,1)")
+    g.add_argument("--inception_input", choices=("299", "native"), default="299",
+                   help="image size the Inception loss sees: resized to 299x299, or native (the training size, "
+                        "as APF-GAN)")
+    g.add_argument("--inception_norm", choices=("running", "batch"), default="running",
+                   help="the Inception network's batch norms: running = its weights' statistics; batch = the "
+                        "statistics of each batch (fake and real normalised apart), what APF-GAN's loss computed "
+                        "(its Inception was never put in eval mode)")
     g.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
                    help="InceptionV3 weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or torchvision's "
                         "inception_v3_google-*.pth) state dict")
@@ -121,11 +173,23 @@ def parse(argv=None, description=None):
     opt.isTrain = True
     if opt.load_size is None:
         opt.load_size = opt.crop_size
+    if opt.exclude_list and not os.path.isfile(opt.exclude_list):
+        raise base.OptionError(f"--exclude_list {opt.exclude_list}: no such file.")
     if opt.load_size < opt.crop_size:
         raise base.OptionError(f"--load_size {opt.load_size} is smaller than --crop_size {opt.crop_size}.")
     base.validate_architecture(opt)
     validate_progressive(opt)
+    validate_ema(opt)
+    if opt.inception_loss and opt.inception_input == "native" and min(opt.crop_size, base.image_height(opt)) < 75:
+        raise base.OptionError(f"--inception_input native: the {opt.crop_size}x{base.image_height(opt)} images are "
+                               f"smaller than the 75x75 InceptionV3 needs; use --inception_input 299.")
     return opt, parser
+
+
+def validate_ema(opt):
+    if not 0 <= opt.ema_decay < 1:
+        raise base.OptionError(f"--ema_decay must be within 0 <= d < 1 (0 = off; typical 0.999 ... 0.9999), got "
+                               f"{opt.ema_decay}.")
 
 
 def validate_progressive(opt):

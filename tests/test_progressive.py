@@ -96,6 +96,39 @@ def test_fade_progress_is_monotone_and_continuous(pg_niter, levels):
     assert s.stage(pg_niter + 1) == (levels - 1, 1.0)
 
 
+# APF-GAN's per-epoch schedule (--pg_alpha epoch), 180 epochs, 4 levels: a period of 60 epochs; epoch e
+# trains level e // 60 and fades the next in at (e mod 60) / 30 - 1 while positive; full size from epoch 180.
+EPOCH_TABLE = [(1, (0, 1.0)), (30, (0, 1.0)), (31, (1, 1 / 30)), (45, (1, 0.5)), (59, (1, 29 / 30)),
+               (60, (1, 1.0)), (90, (1, 1.0)), (91, (2, 1 / 30)), (120, (2, 1.0)), (179, (3, 29 / 30)),
+               (180, (3, 1.0)), (300, (3, 1.0))]
+
+
+def test_epoch_schedule_is_apf_gans():
+    from models.progressive import ProgressiveSchedule
+    s = ProgressiveSchedule(180, 4, "fade", "epoch")
+    for epoch, (level, alpha) in EPOCH_TABLE:
+        for fraction in (0.0, 0.7):  # constant within an epoch
+            got = s.stage(epoch, fraction)
+            assert got.level == level and got.alpha == pytest.approx(alpha, abs=1e-9), (epoch, got)
+    assert not s.finished(179) and s.finished(180)
+    lines = s.describe(512, 384)
+    assert lines[0] == "epochs 1-30: 64x48"
+    assert lines[1] == "epochs 31-59: 128x96 fading in over 64x48"
+    assert lines[2] == "epochs 60-90: 128x96"
+    assert lines[-1] == "from epoch 180: 512x384, auxiliary heads removed"
+
+
+def test_epoch_schedule_options_are_checked():
+    from models.progressive import ProgressiveSchedule
+    from util.errors import OptionError
+    with pytest.raises(OptionError, match="pg_strategy fade"):
+        ProgressiveSchedule(180, 4, "jump", "epoch")
+    with pytest.raises(OptionError, match="less than one epoch"):
+        ProgressiveSchedule(2, 4, "fade", "epoch")
+    with pytest.raises(OptionError):
+        ProgressiveSchedule(180, 4, "fade", "sometimes")
+
+
 def test_schedule_sizes_finished_describe_and_errors():
     from models.progressive import ProgressiveSchedule, schedule_from_options
     from util.errors import OptionError

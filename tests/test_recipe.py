@@ -20,13 +20,40 @@ def test_every_shipped_preset_parses(name):
     assert opt.preset == name
 
 
-def test_apf_presets_hold_the_reference_recipe():
+def test_apf_presets_hold_what_apf_gans_code_ran():
+    """The faithful recipe: what APF-GAN's code computed (its iterations are compared with APF-GAN's trainer in
+    test_reference_parity.py, through these presets)."""
     pre, _ = train_options.parse(["--input_path", "x", "--preset", "apf_pretrain"])
     fine, _ = train_options.parse(["--input_path", "x", "--preset", "apf_finetune"])
-    assert (pre.batchSize, pre.niter, pre.pg_niter, pre.num_D, pre.crop_size) == (10, 180, 180, 4, 512)
+    assert (pre.batchSize, pre.niter, pre.pg_niter, pre.num_D, pre.crop_size, pre.load_size) == (10, 180, 180, 4, 512,
+                                                                                                   572)
+    assert pre.encode_mask and not pre.use_vae and pre.netD == "apf_progressive"
+    assert (pre.norm_G, pre.norm_D, pre.norm_E) == ("spadesyncbatch3x3", "instance", "instance")  # no spectral norm
+    assert (pre.pg_alpha, pre.pg_fade_upsample, pre.pg_resize, pre.vgg_input) == ("epoch", "bilinear", "bilinear",
+                                                                                  "raw")
     assert (fine.batchSize, fine.niter, fine.save_epoch_freq, fine.num_D) == (5, 310, 1, 4)
-    assert fine.diff_aug == "color,crop,translation" and fine.use_seg_noise and fine.inception_loss
-    assert fine.pg_niter == 0 and fine.crop_size == 512  # architecture inherited through "extends"
+    assert fine.diff_aug == "color,crop,translation" and fine.diff_aug_colour == "independent"
+    assert fine.use_seg_noise and fine.inception_loss and fine.no_vgg_loss and fine.lambda_inception == 10
+    assert fine.inception_layer_weights == (1 / 16, 1 / 8, 1 / 4, 1.0)
+    assert (fine.inception_input, fine.inception_norm) == ("native", "batch")
+    assert "inception_v3_google" in fine.inception_weights  # ImageNet InceptionV3, as Jittor's model zoo gave APF-GAN
+    assert fine.pg_niter == 0 and fine.crop_size == 512 and fine.encode_mask  # architecture through "extends"
+
+
+def test_improved_presets_differ_from_apf_where_the_readme_says():
+    pre, _ = train_options.parse(["--input_path", "x", "--preset", "improved_pretrain"])
+    fine, _ = train_options.parse(["--input_path", "x", "--preset", "improved_finetune"])
+    apf_pre, _ = train_options.parse(["--input_path", "x", "--preset", "apf_pretrain"])
+    apf_fine, _ = train_options.parse(["--input_path", "x", "--preset", "apf_finetune"])
+
+    def differences(a, b):
+        return {k for k in vars(a) if getattr(a, k) != getattr(b, k)} - {"preset"}
+    assert differences(pre, apf_pre) == {"norm_G", "norm_D", "norm_E", "pg_alpha", "pg_resize", "vgg_input",
+                                         "ema_decay"}
+    assert differences(fine, apf_fine) == {"norm_G", "norm_D", "norm_E", "pg_alpha", "pg_resize", "vgg_input",
+                                           "ema_decay", "diff_aug_colour", "inception_norm"}
+    assert pre.norm_G.startswith("spectral") and pre.ema_decay > 0 and pre.pg_alpha == "iteration"
+    assert fine.diff_aug_colour == "shared" and fine.inception_norm == "running"
 
 
 def test_demo_presets_grow_three_levels_within_pretraining():
@@ -48,7 +75,7 @@ def test_unknown_preset_is_a_clear_error():
 
 
 def test_recipes_are_the_preset_pairs():
-    assert {"apf", "demo"} <= set(recipe.recipes())
+    assert {"apf", "demo", "improved"} <= set(recipe.recipes())
     with pytest.raises(OptionError, match="recipes: "):
         recipe.main(["--input_path", "x", "--recipe", "nope"])
 
@@ -133,3 +160,36 @@ def test_two_phase_run_ends_with_a_full_resolution_model_that_generates(tiny_dat
     assert more.returncode == 0, more.stderr[-3000:]
     assert "=== pretrain" not in more.stdout and "--continue_train" in more.stdout
     assert os.path.isfile(checkpoint.net_path(folder, "4", "G"))
+
+
+def test_improved_recipe_trains_ranks_and_averages_its_ema_generator(tiny_dataset, fid_weights_file, tmp_path):
+    """As a user, at a tiny size: train.py --recipe improved (both phases, the EMA generator in every
+    checkpoint), util/fid.py ranks the fine-tuning checkpoints with their EMA generators and averages the best
+    two (EMA included), test.py generates from the average."""
+    from util import checkpoint
+    ckpt = str(tmp_path / "ck")
+    common = ["--input_path", os.path.join(tiny_dataset, "train"), "--name", "imp", "--checkpoints_dir", ckpt,
+              *TINY_NET_FLAGS, "--load_size", "144", "--batchSize", "4", "--print_freq", "1",
+              "--inception_loss", "no", "--no_pure_dictionary"]
+    result = run_script("train.py", "--recipe", "improved", *common,
+                        "--pretrain_args", "--niter 2 --pg_niter 1", "--finetune_args", "--niter 4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = os.path.join(ckpt, "imp")
+    for tag in ("2", "3", "4"):  # pre-training saves its last epoch, fine-tuning every epoch
+        g, g_ema = checkpoint.read_net(folder, tag, "G"), checkpoint.read_net(folder, tag, "G_ema")
+        assert set(g) == set(g_ema) and any(not np.array_equal(g[k], g_ema[k]) for k in g)
+    rank = run_script("util/fid.py", os.path.join(tiny_dataset, "train", "imgs"),
+                      os.path.join(tiny_dataset, "test", "labels"), folder, "3-4", "--average_best", "2",
+                      "--inception_weights", fid_weights_file, "--gpu", "off", timeout=900)
+    assert rank.returncode == 0, rank.stderr[-3000:]
+    assert "EMA" in rank.stdout + rank.stderr
+    averaged = checkpoint.read_net(folder, "avg_3_4", "G_ema")
+    three, four = checkpoint.read_net(folder, "3", "G_ema"), checkpoint.read_net(folder, "4", "G_ema")
+    key = next(k for k in averaged if k.endswith("conv_img.weight"))
+    np.testing.assert_allclose(averaged[key], (three[key] + four[key]) / 2, rtol=1e-5, atol=1e-7)
+    out_dir = str(tmp_path / "generated")
+    gen = run_script("test.py", "--input_path", os.path.join(tiny_dataset, "test", "labels"), "--output_path",
+                     out_dir, "--name", "imp", "--checkpoints_dir", ckpt, "--which_epoch", "avg_3_4",
+                     "--nThreads", "0", "--gpu", "off")
+    assert gen.returncode == 0, gen.stderr[-3000:]
+    assert "EMA" in gen.stdout + gen.stderr and len(os.listdir(out_dir)) == 3

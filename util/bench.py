@@ -354,13 +354,15 @@ def measure_generation(opt, args, log):
     import jittor as jt
 
     from models.networks import build_networks, one_hot
-    generator = build_networks(opt, with_discriminator=False)["G"]
-    generator.eval()
+    nets = build_networks(opt, with_discriminator=False)  # G, and the mask encoder E with --encode_mask
+    for net in nets.values():
+        net.eval()
     labels = [b[0] for b in random_batches(opt, args.gen_batch)]
 
     def step(i):
         with jt.no_grad():
-            generator(one_hot(jt.array(labels[i % len(labels)]), opt.label_nc)).numpy()
+            seg = one_hot(jt.array(labels[i % len(labels)]), opt.label_nc)
+            nets["G"](seg, mask_features=nets["E"](seg) if "E" in nets else None).numpy()
 
     rate, rates, seconds = timed_passes(step, args.iters, args.repeats, args.warmup, lambda: None)
     b = args.gen_batch
@@ -441,10 +443,11 @@ def count_flops(opt, use_cuda=False):
         counter.clear()
         nets["D"](seg, real)
         per_image["D"] = counter.flops() / n
-        for name, net in (("VGG19", "VGG19"), ("Inception", "Inception")):
-            if net in nets:
+        for name, run in (("VGG19", lambda x: nets["VGG19"](x)),
+                          ("Inception", lambda x: nets["Inception"](x, resize=trainer.inception_loss.resize))):
+            if name in nets:
                 counter.clear()
-                nets[net](real)
+                run(real)
                 per_image[name] = counter.flops() / n
         counter.clear()
         result["forward_per_image"] = per_image

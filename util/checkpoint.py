@@ -4,7 +4,9 @@ Layout in the experiment folder: ``{tag}_net_{G,D,E,...}.pkl`` (plain state
 dicts of NumPy arrays, in Jittor's ``.pkl`` format: pickle + SHA-1 + magic)
 and ``{tag}_state.pkl`` (optimisers, epoch, iteration, RNG state, and the
 SHA-1 of each network file of the same tag). Tags are epoch numbers or
-``latest``.
+``latest``. A run with ``--ema_decay`` also saves the exponential moving
+averages of its generator networks as networks of their own, named by
+``ema_name`` (``{tag}_net_G_ema.pkl``, ``_E_ema``, ``_Es_ema``).
 
 Writing is atomic per checkpoint: every file is first written under a
 temporary name; the files of the previous save of the tag are kept as
@@ -47,6 +49,15 @@ def decode(data, path):
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable checkpoint; the file is truncated or corrupt "
                               f"({err.__class__.__name__}: {err}).") from None
+
+
+EMA_SOURCES = ("G", "E", "Es")  # the networks of which --ema_decay keeps a moving average
+EMA_SUFFIX = "_ema"
+
+
+def ema_name(net):
+    """The checkpoint name of the EMA copy of network ``net``: G -> G_ema."""
+    return net + EMA_SUFFIX
 
 
 def net_path(folder, tag, net):
@@ -150,11 +161,31 @@ def read_net(folder, tag, name):
     return sd
 
 
-def read_state(folder, tag, nets, suffix=""):
-    """The training state at ``tag``, after checking it belongs to the network files ``nets``."""
+def has_network(folder, tag, name):
+    """Whether checkpoint ``tag`` has network ``name``: its file exists and, when the tag has a training state,
+    that state records it. A file left behind by an earlier save of the tag (e.g. latest_net_G_ema.pkl after a
+    run was resumed without --ema_decay) does not count."""
+    if not os.path.isfile(net_path(folder, tag, name)):
+        return False
+    spath = state_path(folder, tag)
+    if not os.path.isfile(spath):
+        return True  # a merged or copied tag: its files are all it has
+    state = read_file(spath, "training-state")
+    return name in (state.get("net_digests", {}) if isinstance(state, dict) else {})
+
+
+def recorded_nets(state, nets, optional=()):
+    """``nets`` followed by those of ``optional`` whose files the training ``state`` records (by digest)."""
+    digests = state.get("net_digests", {}) if isinstance(state, dict) else {}
+    return list(nets) + [name for name in optional if name in digests and name not in nets]
+
+
+def read_state(folder, tag, nets, suffix="", optional=()):
+    """The training state at ``tag``, after checking it belongs to the network files ``nets`` and to those
+    of ``optional`` that it records."""
     spath = state_path(folder, tag) + suffix
     state = read_file(spath, "training-state")
-    for name in nets:
+    for name in recorded_nets(state, nets, optional):
         path = net_path(folder, tag, name) + suffix
         if not os.path.isfile(path):
             raise CheckpointError(f"{path}: network file missing for training state {spath}.")
@@ -188,22 +219,24 @@ def state_differences(own_shapes, state, may_be_new=None):
     return new, missing, unused, wrong
 
 
-def read_training_checkpoint(folder, tag, nets):
+def read_training_checkpoint(folder, tag, nets, optional=()):
     """(state, {name: state dict}, used_previous) of a complete checkpoint at ``tag``.
 
+    ``optional`` networks (e.g. the EMA copies) are read too when the checkpoint
+    has them (its state records their digests) and left out otherwise.
     When the newest files do not form a complete set (a save was killed while
     renaming), the ``*.prev`` set of the save before is returned instead.
     """
     suffix = ""
     try:
-        state = read_state(folder, tag, nets)
+        state = read_state(folder, tag, nets, optional=optional)
     except CheckpointError:
         if not os.path.exists(state_path(folder, tag) + PREVIOUS):
             raise
         suffix = PREVIOUS
-        state = read_state(folder, tag, nets, suffix)
+        state = read_state(folder, tag, nets, suffix, optional)
     states = {}
-    for name in nets:
+    for name in recorded_nets(state, nets, optional):
         states[name] = read_file(net_path(folder, tag, name) + suffix, f"network {name}")
     return state, states, bool(suffix)
 

@@ -21,6 +21,9 @@ not generated again (--recompute does), so an interrupted ranking resumes.
 
 With --average_best K, the K best checkpoints are averaged with
 util/merge_ckpt.py's rules (tag avg_<tags>) and the average is scored too.
+A checkpoint with the EMA networks of a run trained with --ema_decay
+({tag}_net_G_ema.pkl ...) is scored with them (--no_ema: with the raw G);
+each line of the output and each result of the JSON names the generator used.
 TRAIN_IMGS may be the photo folder itself or a training folder holding imgs/.
 """
 
@@ -69,6 +72,9 @@ def build_parser():
     g.add_argument("--nThreads", type=non_negative_int, default=0, help="label-loading worker processes")
     g.add_argument("--max_dataset_size", type=positive_int, default=None, help="use only the first N label maps%(default).0s")
     g.add_argument("--gpu", choices=device.GPU_MODES, default="auto", help="auto, on or off (CPU)")
+    g.add_argument("--no_ema", action="store_true",
+                   help="score the raw generator G even where a checkpoint has the EMA generator G_ema "
+                        "(--ema_decay), which is scored by default")
     return p
 
 
@@ -126,7 +132,8 @@ def main(argv=None):
 
     from options import test_options
     from util import checkpoint, merge_ckpt
-    from util.generation import load_generator
+    from models.networks import network_names
+    from util.generation import generator_files, load_generator
     from util.selection import file_signature, generate_and_score, rank, ranking_table
 
     folder = os.path.join(checkpoints_dir, name)
@@ -135,7 +142,7 @@ def main(argv=None):
         ["--input_path", args.test_labels, "--output_path", work_dir, "--name", name, "--checkpoints_dir",
          checkpoints_dir, "--seed", str(args.seed), "--gpu", args.gpu, "--batchSize", str(args.batchSize),
          "--nThreads", str(args.nThreads)] + (["--max_dataset_size", str(args.max_dataset_size)]
-                                              if args.max_dataset_size else []))
+                                              if args.max_dataset_size else []) + (["--no_ema"] if args.no_ema else []))
     available = [t for t in tags if os.path.isfile(checkpoint.net_path(folder, t, "G"))]
     missing = [t for t in tags if t not in available]
     if missing:
@@ -165,20 +172,22 @@ def main(argv=None):
           f"labels {args.test_labels}, reference {train_imgs}")
 
     def score(tag):
-        signature = file_signature(checkpoint.net_path(folder, tag, "G"))
-        old = results.get(tag)
-        if old is not None and old.get("signature") == signature:
-            print(f"  {tag:<16} FID {old['fid']:10.3f}  (stored in {ranking_path})")
-            return
         opt.which_epoch = tag
+        generator = generator_files(opt, network_names(opt, with_discriminator=False))[0]["G"]  # G_ema or G
+        used = f"{'EMA generator' if generator != 'G' else 'generator'} {generator}"
+        signature = file_signature(checkpoint.net_path(folder, tag, generator))
+        old = results.get(tag)
+        if old is not None and old.get("signature") == signature and old.get("generator", "G") == generator:
+            print(f"  {tag:<16} FID {old['fid']:10.3f}  (stored in {ranking_path}), {used}")
+            return
         nets = load_generator(opt)
         out_dir = os.path.join(args.keep_images, tag) if args.keep_images else os.path.join(work_dir, tag)
         fid = generate_and_score(nets, opt, args.test_labels, out_dir, extractor, reference, resize_to,
                                  desc=f"generating {tag}")
         if not args.keep_images:
             shutil.rmtree(out_dir, ignore_errors=True)
-        results[tag] = {"tag": tag, "fid": fid, "signature": signature}
-        print(f"  {tag:<16} FID {fid:10.3f}")
+        results[tag] = {"tag": tag, "fid": fid, "signature": signature, "generator": generator}
+        print(f"  {tag:<16} FID {fid:10.3f}  ({used})")
         write_ranking(folder, {"setting": setting, "results": list(results.values())},
                       rank([results[t] for t in results]))
 
@@ -193,7 +202,8 @@ def main(argv=None):
         # a stored average of the same, unchanged checkpoints is kept (rewriting it would change its
         # file signature and score it again on every resumed ranking)
         sources = {t: file_signature(checkpoint.net_path(folder, t, "G")) for t in best}
-        old, out_path = results.get(out_tag), checkpoint.net_path(folder, out_tag, "G")
+        old = results.get(out_tag)
+        out_path = checkpoint.net_path(folder, out_tag, old.get("generator", "G") if old else "G")  # scored file
         if not (old and old.get("sources") == sources and os.path.isfile(out_path)
                 and old.get("signature") == file_signature(out_path)):
             merge_ckpt.main([folder, *best, "--force"])

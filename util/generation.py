@@ -1,7 +1,9 @@
 """Loading a trained generator and turning label maps into images.
 
 Used by test_phase.py, test.py and model selection: ``load_generator``
-builds the networks from the options and fills them from a checkpoint;
+builds the networks from the options and fills them from a checkpoint (from
+its EMA networks G_ema, E_ema, Es_ema when it has them, unless --no_ema:
+``generator_files``; the returned ``GenerationNetworks`` says which);
 ``generate_folder`` writes one image per label map, named after it, at the
 label map's own size. Without a reference photo the style code z of an image
 (``--use_vae`` models) is drawn from N(0, 1) by the seed and the image's file
@@ -36,9 +38,42 @@ from util.errors import CheckpointError
 from util.seeding import derive_seed, seed_everything
 
 
+class GenerationNetworks(dict):
+    """What ``load_generator`` returns: {role: network} for the roles G, E, Es, with ``ema`` (True when they
+    were filled from the checkpoint's EMA networks G_ema, E_ema, Es_ema) and ``note`` (one line saying which
+    files of the checkpoint are used, for the scripts' output)."""
+
+    def __init__(self, nets, ema, note):
+        super().__init__(nets)
+        self.ema, self.note = ema, note
+
+
+def generator_files(opt, roles):
+    """({role: network name in the checkpoint}, note) for the generation networks ``roles`` (G, E, Es) of
+    checkpoint --which_epoch: their EMA networks (G_ema, ...) when the checkpoint has all of them
+    (``util.checkpoint.has_network``) and --no_ema is not given, otherwise the networks themselves."""
+    folder, tag = experiment_dir(opt), str(opt.which_epoch)
+
+    def files(names):
+        return ", ".join(os.path.basename(checkpoint.net_path(folder, tag, name)) for name in names)
+
+    ema = {role: checkpoint.ema_name(role) for role in roles}
+    have = [name for name in ema.values() if checkpoint.has_network(folder, tag, name)]
+    if have and len(have) == len(ema) and not getattr(opt, "no_ema", False):
+        return ema, f"using the EMA generator of checkpoint {tag} ({files(ema.values())})"
+    if not have:
+        why = "the checkpoint has no EMA generator"
+    elif len(have) == len(ema):
+        why = "--no_ema"
+    else:
+        why = f"the checkpoint has {', '.join(have)} but no {', '.join(n for n in ema.values() if n not in have)}"
+    return {role: role for role in roles}, f"using the raw generator of checkpoint {tag} ({files(roles)}; {why})"
+
+
 def load_generator(opt, style_encoder=False):
     """Networks needed for generation (G, E with --encode_mask, and the style encoder Es when
-    ``style_encoder`` and the model has one), in eval mode.
+    ``style_encoder`` and the model has one), in eval mode, as a ``GenerationNetworks``: filled from the
+    checkpoint's EMA networks when it has them (``generator_files``; --no_ema: the raw ones).
 
     Checkpoints saved before seg noise was switched on (pre-training epochs of
     a recipe whose fine-tuning adds it) load too: their seg-noise parameters
@@ -58,15 +93,17 @@ def load_generator(opt, style_encoder=False):
                                   f"which reference photos need; generate without references (--ref_json none) "
                                   f"or use a checkpoint of the training run.")
         nets["Es"] = ImageEncoder(opt)
-    for name, net in nets.items():
-        state = checkpoint.read_net(folder, tag, name)
-        if name == "G":
-            checkpoint.check_full_size_generator(state, checkpoint.net_path(folder, tag, name))
+    sources, note = generator_files(opt, list(nets))
+    for role, net in nets.items():
+        path = checkpoint.net_path(folder, tag, sources[role])
+        state = checkpoint.read_net(folder, tag, sources[role])
+        if role == "G":
+            checkpoint.check_full_size_generator(state, path)
         # a checkpoint from before seg noise was switched on (pre-training) lacks its zero-initialised
         # parameters: it generates as trained, without noise
-        load_state(net, state, checkpoint.net_path(folder, tag, name), may_be_new=is_seg_noise)
+        load_state(net, state, path, may_be_new=is_seg_noise)
         net.eval()
-    return nets
+    return GenerationNetworks(nets, sources["G"] != "G", note)
 
 
 def name_noise(name, seed, z_dim):

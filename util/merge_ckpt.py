@@ -11,7 +11,10 @@ encoder Es), and is used like any other checkpoint:
     python test_phase.py --name NAME --which_epoch avg_273_299 --input_path LABELS --output_path OUT
 
 Only the networks used for generation are averaged: G, E and the style
-encoder Es (which encodes the reference photos of the style track). The
+encoder Es (which encodes the reference photos of the style track), and the
+EMA networks of a run trained with --ema_decay (G_ema, E_ema, Es_ema: each
+averaged on its own, like the others) when every tag has them; generation
+then uses the averaged EMA networks as it uses any checkpoint's. The
 discriminator D is not needed to generate and is not merged; no training
 state is written, so an averaged tag cannot be resumed from.
 
@@ -33,7 +36,8 @@ How each entry of a state dict is merged:
     between the checkpoints.
 
 Refused: fewer than two tags, a missing generator file, checkpoints whose
-architectures differ (other keys or shapes, E in some only), a generator from
+architectures differ (other keys or shapes, E in some only; EMA networks in
+some tags only are left out of the default set, with a note), a generator from
 the middle of progressive pre-training, an output tag that is one of the
 inputs or a training checkpoint, and existing output files without --force.
 Pure NumPy: Jittor is not imported.
@@ -54,7 +58,7 @@ from util.errors import CheckpointError, OptionError, few  # noqa: E402
 
 POWER_ITERATIONS = 30
 EPS = 1e-12  # as SpectralNormed.eps
-MERGEABLE_NETS = ("G", "E", "Es")
+MERGEABLE_NETS = ("G", "E", "Es", *(checkpoint.ema_name(n) for n in checkpoint.EMA_SOURCES))
 SPECTRAL_SUFFIXES = (".weight_orig", ".weight_u", ".weight_v")
 
 
@@ -166,10 +170,27 @@ def parse_nets(text):
 
 
 OPTIONAL_NETS = {"E": "mask encoder", "Es": "style encoder"}
+EMA_NETS = {checkpoint.ema_name(n): f"EMA {what}" for n, what in
+            (("G", "generator"), ("E", "mask encoder"), ("Es", "style encoder"))}
 
 
-def nets_to_merge(folder, tags, requested):
-    """The network names to average: ``requested``, or G plus each encoder (E, Es) the checkpoints have."""
+def ema_to_merge(folder, tags, present):
+    """(EMA networks every tag has, note or None): the EMA copies (G_ema, ...) of the networks in ``present``,
+    when all tags have all of them (``util.checkpoint.has_network``); otherwise none, and a note why."""
+    wanted = [checkpoint.ema_name(n) for n in present]
+    having = {t for t in tags if all(checkpoint.has_network(folder, t, n) for n in wanted)}
+    if len(having) == len(tags):
+        return wanted, None
+    if not any(checkpoint.has_network(folder, t, n) for t in tags for n in wanted):
+        return [], None
+    without = [t for t in tags if t not in having]
+    return [], (f"note: the EMA networks ({', '.join(wanted)}) are not averaged: tag(s) {', '.join(without)} do not "
+                f"have all of them; the average generates with {', '.join(present)}")
+
+
+def nets_to_merge(folder, tags, requested, notes=None):
+    """The network names to average: ``requested``, or G plus each encoder (E, Es) the checkpoints have,
+    plus their EMA networks (``ema_to_merge``) when every tag has them. Notes go to ``notes`` (a list)."""
     for tag in tags:
         if not os.path.isfile(checkpoint.net_path(folder, tag, "G")):
             available = checkpoint.available_tags(folder)
@@ -185,13 +206,21 @@ def nets_to_merge(folder, tags, requested):
                                   f"{', '.join(without)}: these are not checkpoints of the same model.")
         if having:
             present.append(name)
+    ema, note = ema_to_merge(folder, tags, present)
     if requested is None:
-        return present
-    absent = [name for name in requested if name not in present]
-    if absent:
-        name = absent[0]
-        raise CheckpointError(f"--nets asks for {name} but {checkpoint.net_path(folder, tags[0], name)} does not "
-                              f"exist (the model has no {OPTIONAL_NETS[name]}).")
+        if note and notes is not None:
+            notes.append(note)
+        return present + ema
+    for name in requested:
+        if name in EMA_NETS:
+            without = [t for t in tags if not checkpoint.has_network(folder, t, name)]
+            if without:
+                raise CheckpointError(f"--nets asks for {name} but tag {without[0]} has no {EMA_NETS[name]} "
+                                      f"({checkpoint.net_path(folder, without[0], name)}; it comes from training "
+                                      f"with --ema_decay).")
+        elif name not in present:
+            raise CheckpointError(f"--nets asks for {name} but {checkpoint.net_path(folder, tags[0], name)} does "
+                                  f"not exist (the model has no {OPTIONAL_NETS[name]}).")
     return requested
 
 
@@ -203,9 +232,9 @@ def build_parser():
                         "the power iteration and the integer buffers")
     p.add_argument("--out", default=None, metavar="TAG", help="tag of the result (default: avg_<tags joined by _>)")
     p.add_argument("--nets", type=parse_nets, default=None, metavar="G,E,Es",
-                   help="networks to average, a subset of G,E,Es (default: G, and the mask encoder E and the "
-                        "style encoder Es when the checkpoints have them); D is never merged, generation does "
-                        "not use it")
+                   help="networks to average, a subset of G,E,Es,G_ema,E_ema,Es_ema (default: G, and the mask "
+                        "encoder E and the style encoder Es when the checkpoints have them, and the EMA networks "
+                        "of these when every tag has them); D is never merged, generation does not use it")
     p.add_argument("--power_iterations", type=int, default=POWER_ITERATIONS, metavar="N",
                    help="power-iteration steps that re-estimate the spectral-norm vectors u, v of each averaged "
                         "weight, in float64 from the last tag's u")
@@ -229,7 +258,8 @@ def main(argv=None):
     if os.path.exists(checkpoint.state_path(folder, out)):
         raise CheckpointError(f"{checkpoint.state_path(folder, out)} exists: tag {out} is a training checkpoint and "
                               f"is never overwritten by an average; choose another --out.")
-    names = nets_to_merge(folder, tags, args.nets)
+    notes = []
+    names = nets_to_merge(folder, tags, args.nets, notes)
     existing = [path for path in (checkpoint.net_path(folder, out, n) for n in names) if os.path.exists(path)]
     if existing and not args.force:
         raise CheckpointError(f"{', '.join(existing)} already exist(s); pass --force to overwrite, or choose another "
@@ -238,7 +268,7 @@ def main(argv=None):
     merged, reports = {}, {}
     for name in names:
         states = [checkpoint.read_net(folder, tag, name) for tag in tags]
-        if name == "G":
+        if name in ("G", checkpoint.ema_name("G")):
             for tag, state in zip(tags, states):
                 checkpoint.check_full_size_generator(state, checkpoint.net_path(folder, tag, name))
         labels = [checkpoint.net_path(folder, tag, name) for tag in tags]
@@ -253,6 +283,8 @@ def main(argv=None):
         if report["differing"]:
             print(f"note: {name}: {few(report['differing'])} differ between the checkpoints; copied from "
                   f"tag {tags[-1]}")
+    for note in notes:
+        print(note)
     print(f"use it with --which_epoch {out}")
     return 0
 

@@ -37,12 +37,16 @@ Inputs: ``reference_nets.label_map`` and ``photos`` (seed 16, batch 2) at
 ``size``. Each sub-discriminator's prediction is stored whole, its other
 features as ``reference_nets.fingerprint``.
 
-``train/...``: one ``Pix2PixTrainer`` iteration (G step, then D step) after
-pre-training (epoch = pg_niter), DiffAugment off: 29 classes, 256x192,
-batch 2, ngf 8, ndf 8, 3 discriminator levels, mask encoder, seg noise fed
-``reference_nets.noise``, hinge + feature matching + VGG19 with generated
-weights on [-1, 1] images (what APF-GAN's VGG loss computes; its
-pretrained weights would be a download), TTUR Adam. Stored: the starting
+``train/...``, ``pre_level/...``, ``pre_fade/...``, ``finetune/...``: one
+``Pix2PixTrainer`` iteration (G step, then D step) at the epochs and with the
+options of ``TRAIN_CASES`` (after pre-training; a level trained alone; a
+fade; fine-tuning with seg noise and the Inception loss in place of VGG),
+DiffAugment off: 29 classes, 256x192, batch 2, ngf 8, ndf 8, 3
+discriminator levels, mask encoder, seg noise fed ``reference_nets.noise``,
+hinge + feature matching + VGG19 with generated weights on [-1, 1] images
+(what APF-GAN's VGG loss computes; its pretrained weights would be a
+download) or APF-GAN's Inception loss on Jittor's InceptionV3 with
+generated weights (``INCEPTION_SEED``), TTUR Adam. Stored: the starting
 seeds and shapes (every tensor generated), the losses, the gradients of the
 step and the states after it (small tensors whole, large ones as
 fingerprints).
@@ -83,9 +87,19 @@ D_CASES = {"level1": (6, 48, 64), "fade": (5, 48, 64), "after": (12, 96, 128), "
 TRAIN_OPTIONS = ["--label_nc", "29", "--no_instance", "--crop_size", "256", "--load_size", "256", "--aspect_ratio",
                  str(4 / 3), "--ngf", "8", "--ndf", "8", "--num_D", "3", "--n_layers_D", "3", "--num_upsampling_layers",
                  "more", "--norm_G", "spectralspadesyncbatch3x3", "--norm_E", "spectralinstance", "--norm_D",
-                 "spectralinstance", "--use_vae", "--encode_mask", "--use_seg_noise", "--pg_strategy", "1",
-                 "--pg_niter", "12", "--niter", "20", "--batchSize", "2", "--name", "train", "--gpu_ids", "-1"]
+                 "spectralinstance", "--use_vae", "--encode_mask", "--pg_strategy", "1",
+                 "--pg_niter", "12", "--niter", "20", "--batchSize", "2", "--gpu_ids", "-1"]
 TRAIN_SIZE = (2, 192, 256)  # batch, height, width
+# case -> (epoch, extra options). pg_niter 12, 3 levels: 6 epochs per growth. train: after pre-training with
+# seg noise and VGG (the iteration of a fine-tuning run without its augmentations and Inception loss);
+# pre_level: epoch 6, level 1 (128x96) alone, sub-discriminators 1 and 0; pre_fade: epoch 5, level 1 fading in
+# over level 0 at alpha 2/3 (the second epoch of that fade: APF-GAN copies sub-discriminator 0 into 1 during
+# the first only); finetune: after pre-training, APF-GAN's fine-tuning losses: seg noise and the Inception loss
+# in place of VGG (DiffAugment off).
+TRAIN_CASES = {"train": (12, ["--use_seg_noise"]), "pre_level": (6, []), "pre_fade": (5, []),
+               "finetune": (12, ["--use_seg_noise", "--inception_loss"])}
+INCEPTION_SEED = f"{SEED}:inception"
+GENERATED_INCEPTION = {}
 
 
 def commit_of(repo, given):
@@ -115,6 +129,16 @@ def import_apf(repo, workdir):
                                for k, v in model.state_dict().items()})
         return model
     jittor_models.vgg19 = vgg19_generated
+    real_inception = jittor_models.inception_v3
+
+    def inception_generated(pretrained=False, **kwargs):
+        import jittor as jt
+        model = real_inception(pretrained=False, **kwargs)
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        model.load_state_dict({k: jt.array(nets.generated_tensor(INCEPTION_SEED, k, v)) for k, v in shapes.items()})
+        GENERATED_INCEPTION["shapes"] = shapes  # torchvision's names (APF-GAN's loss renumbers the layers)
+        return model
+    jittor_models.inception_v3 = inception_generated
     return apf_options("test", OPTIONS, workdir)
 
 
@@ -202,12 +226,13 @@ def fingerprinted(prefix, state):
             (v if v.size <= nets.SMALL else nets.fingerprint(v)) for k, v in state.items()}
 
 
-def training_case(workdir):
-    """One G step and one D step of APF-GAN's Pix2PixTrainer after pre-training (epoch = pg_niter), DiffAugment
-    off, from generated weights."""
+def training_case(workdir, case):
+    """One G step and one D step of APF-GAN's Pix2PixTrainer at the epoch of TRAIN_CASES[case], DiffAugment off,
+    from generated weights; stored under ``case``/."""
     import jittor as jt
     from trainers.pix2pix_trainer import Pix2PixTrainer
-    opt = apf_options("train", TRAIN_OPTIONS, workdir)
+    epoch, extra = TRAIN_CASES[case]
+    opt = apf_options("train", [*TRAIN_OPTIONS, *extra, "--name", case], workdir)
     trainer = Pix2PixTrainer(opt)
     model = trainer.pix2pix_model
     seeds = {net: f"{SEED}:train:{net}" for net in ("G", "E", "D")}
@@ -217,25 +242,31 @@ def training_case(workdir):
     label = nets.label_map(SEED, n, h, w, 29)
     image = nets.photos(SEED, n, h, w)
     batch = {"label": jt.array(label[:, None].astype(np.float32)), "image": jt.array(image)}
-    out = {"train/label": label.astype(np.int16), "train/image": image, "train/epoch": np.array(opt.pg_niter)}
+    out = {f"{case}/label": label.astype(np.int16), f"{case}/image": image, f"{case}/epoch": np.array(epoch),
+           f"{case}/pg_niter": np.array(opt.pg_niter), f"{case}/options": np.array(" ".join(extra))}
     for net, seed in seeds.items():
-        out[f"train/{net}/seed"] = np.array(seed)
-        out[f"train/{net}/shapes"] = np.array(json.dumps(
+        out[f"{case}/{net}/seed"] = np.array(seed)
+        out[f"{case}/{net}/shapes"] = np.array(json.dumps(
             {k: list(v.shape) for k, v in getattr(model, "net" + net).state_dict().items()}))
-    trainer.run_generator_one_step(batch, opt.pg_niter)
+    if opt.inception_loss:
+        out[f"{case}/inception/seed"] = np.array(INCEPTION_SEED)
+        out[f"{case}/inception/shapes"] = np.array(json.dumps(GENERATED_INCEPTION["shapes"]))
+    trainer.run_generator_one_step(batch, epoch)
     g_grads = {"G": gradients(trainer.optimizer_G, model.netG), "E": gradients(trainer.optimizer_G, model.netE)}
     fake = trainer.get_latest_generated().numpy()
-    print(f"training iteration: generated image std {fake.std():.3f}, {np.mean(np.abs(fake) > 0.99):.1%} saturated")
-    trainer.run_discriminator_one_step(batch, opt.pg_niter)
+    out[f"{case}/fake_shape"] = np.array(fake.shape)
+    print(f"training iteration {case} (epoch {epoch}): generated image {fake.shape[3]}x{fake.shape[2]}, std "
+          f"{fake.std():.3f}, {np.mean(np.abs(fake) > 0.99):.1%} saturated")
+    trainer.run_discriminator_one_step(batch, epoch)
     losses = {k: float(v.mean().numpy().reshape(-1)[0]) for k, v in trainer.get_latest_losses().items()}
-    print("training iteration losses:", ", ".join(f"{k} {v:.6f}" for k, v in sorted(losses.items())))
-    out["train/loss_names"] = np.array(sorted(losses))
-    out["train/losses"] = np.array([losses[k] for k in sorted(losses)])
+    print(f"  losses: " + ", ".join(f"{k} {v:.6f}" for k, v in sorted(losses.items())))
+    out[f"{case}/loss_names"] = np.array(sorted(losses))
+    out[f"{case}/losses"] = np.array([losses[k] for k in sorted(losses)])
     grads = {**g_grads, "D": gradients(trainer.optimizer_D, model.netD)}
     for net in seeds:
-        out.update(fingerprinted(f"train/{net}/grad", grads[net]))
-        out.update(fingerprinted(f"train/{net}/after", state_numpy(getattr(model, "net" + net))))
-    out["train/lr"] = np.array(opt.lr)
+        out.update(fingerprinted(f"{case}/{net}/grad", grads[net]))
+        out.update(fingerprinted(f"{case}/{net}/after", state_numpy(getattr(model, "net" + net))))
+    out[f"{case}/lr"] = np.array(opt.lr)
     return out
 
 
@@ -292,7 +323,8 @@ def main(argv=None):
            "output_without_noise": output_without_noise,
            **nets.pack("g/state", g_stored, g_shapes), **nets.pack("e/state", e_stored, e_shapes)}
     out.update(discriminator_case(os.path.join(workdir, "d")))
-    out.update(training_case(os.path.join(workdir, "train")))
+    for case in TRAIN_CASES:
+        out.update(training_case(os.path.join(workdir, case), case))
     np.savez_compressed(args.out, **out)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2 ** 20:.1f} MiB), APF-GAN-jittor {commit[:7]}")
 
