@@ -290,14 +290,14 @@ def assert_gradients_equal(ours, tensors, largest, what, tol=GRADIENT_TOL):
         assert err <= tol, f"{what} {name}: gradients differ by {err:.3g} (relative L2)"
 
 
-def assert_steps_equal(ours, start, after, tensors, largest, lr, what, step_tol=STEP_TOL):
+def assert_steps_equal(ours, start, after, tensors, largest, lr, what, step_tol=STEP_TOL, robust_fraction=0.05):
     """``ours`` (state after the step) against the reference's state after it: ``after(key)`` gives
     (array, is_fingerprint). Adam's first step is lr * g / (|g| + eps): +-lr by the sign of each gradient
-    element. Elements whose reference gradient is at least 5% of their tensor's largest take the reference's
-    step to WEIGHT_TOL of the weights' scale; the others (whose sign the gradient differences can flip) move by
-    at most lr; large tensors (compared through projections) take the reference's step to STEP_TOL (relative
-    L2; +-lr steps of the wrong size or sign give 1 or more). Buffers (batch-norm statistics, power-iteration
-    vectors) to BUFFER_TOL of their scale."""
+    element. Elements whose reference gradient is at least ``robust_fraction`` (5%) of their tensor's largest
+    take the reference's step to WEIGHT_TOL of the weights' scale; the others (whose sign the gradient
+    differences can flip) move by at most lr; large tensors (compared through projections) take the
+    reference's step to ``step_tol`` (STEP_TOL; relative L2; +-lr steps of the wrong size or sign give 1 or
+    more). Buffers (batch-norm statistics, power-iteration vectors) to BUFFER_TOL of their scale."""
     for key, mine in ours.items():
         mine, before = mine.astype(np.float64), start[key]
         ref, is_fingerprint = after(key)
@@ -313,7 +313,7 @@ def assert_steps_equal(ours, start, after, tensors, largest, lr, what, step_tol=
             assert_close(mine, ref, BUFFER_TOL, f"{what} {key}")
             continue
         grad = tensors[key][0]
-        robust = np.abs(grad) >= 0.05 * np.abs(grad).max() if np.abs(grad).max() >= 1e-5 * largest else \
+        robust = np.abs(grad) >= robust_fraction * np.abs(grad).max() if np.abs(grad).max() >= 1e-5 * largest else \
             np.zeros(grad.shape, bool)
         scale = max(1.0, float(np.abs(ref).max()))
         assert np.abs(mine - ref)[robust].max(initial=0) <= WEIGHT_TOL * scale, f"{what} {key}"
@@ -533,15 +533,19 @@ APF_CASES = {  # runner case -> this framework's options
 APF_LOSS_NAMES = {"GAN": "G_GAN", "GAN_Feat": "G_GAN_Feat", "VGG": "G_VGG", "Inception": "G_Inception",
                   "D_Fake": "D_Fake", "D_real": "D_Real"}
 APF_NETS = ("G", "E", "D")
-# (gradient, step) tolerances where they differ from GRADIENT_TOL and STEP_TOL. Fine-tuning's discriminator
-# step sees an image of the generator after its Inception-loss step, whose gradients are up to 1.5% (relative
-# L2) from APF-GAN's (the generated Inception network's batch norms amplify round-off): elements with small
-# gradients step with the other sign. Measured here: the discriminator's gradients up to 19% apart (the bias
-# of sub-discriminator 1's input convolution; its other tensors up to 7.2%), its large tensors' steps up to
-# 0.32. APF-GAN against itself (its trainer, the generator's gradients moved by noise of 10% of their mean
-# magnitude before its step): that bias moves by 14%, the same tensors lead. The losses and the generator's
-# and encoder's gradients and steps keep the common tolerances.
-APF_CASE_TOLERANCES = {("finetune", "D"): (0.25, 0.45)}
+# (gradient, step, robust fraction) tolerances where they differ from GRADIENT_TOL, STEP_TOL and 5%. The
+# discriminator's step after pre-training and fine-tuning steps of the generator: it sees an image of the
+# generator after its step, where elements with small gradients step with the other sign when the generator's
+# gradients differ by round-off (1.5% with fine-tuning's Inception loss; less with VGG). Its sub-discriminator 1
+# (first on a downsampled input) is the sensitive one. Measured here, fused: fine-tuning's D gradients up to
+# 19% apart (the bias of sub-discriminator 1's input convolution; <= 7.2% elsewhere), large tensors' steps up to
+# 0.32; operator by operator (lazy_execution=0) also pre-training's, up to 7.1% and 0.26. APF-GAN against
+# itself (its trainer, the generator's gradients moved by noise of 10% of their mean size before its step):
+# that bias moves by 14%, the same tensors lead. The losses and the generator's and encoder's gradients and
+# steps keep the common tolerances.
+APF_D_AFTER_G_STEP = (0.25, 0.45, 0.25)
+APF_CASE_TOLERANCES = {(case, "D"): APF_D_AFTER_G_STEP for case in ("pre_level", "pre_fade", "finetune")}
+DEFAULT_TOLERANCES = (GRADIENT_TOL, STEP_TOL, 0.05)
 
 
 def apf_heads(key, num_d):
@@ -668,7 +672,7 @@ def apf_step_tensors(net, case):
 def test_apf_training_gradients_equal_apfs(apf_iteration, net):
     case, (_, _, grads, _, _) = apf_iteration
     tensors, largest = apf_step_tensors(net, case)
-    tol = APF_CASE_TOLERANCES.get((case, net), (GRADIENT_TOL, STEP_TOL))[0]
+    tol = APF_CASE_TOLERANCES.get((case, net), DEFAULT_TOLERANCES)[0]
     assert_gradients_equal(grads[net], tensors, largest, f"APF-GAN {case} {net}", tol)
 
 
@@ -689,6 +693,6 @@ def test_apf_training_step_updates_weights_like_apf(apf_iteration, net):
     after = apf_renamed(net, after_keys, num_d)
     ours = {k: v for k, v in states[net].items() if ".seg_noise_var." not in k and k in after}
     assert len(ours) >= len(states[net]) - sum(".seg_noise_var." in k for k in states[net])
-    step_tol = APF_CASE_TOLERANCES.get((case, net), (GRADIENT_TOL, STEP_TOL))[1]
+    _, step_tol, robust = APF_CASE_TOLERANCES.get((case, net), DEFAULT_TOLERANCES)
     assert_steps_equal(ours, start, after.__getitem__, tensors, largest, lrs[net], f"APF-GAN {case} {net}",
-                       step_tol)
+                       step_tol, robust)
