@@ -101,7 +101,7 @@ def split_init_source(opt, folder):
 
 def read_init_source(opt, folder, names, optional=()):
     """(next epoch, iterations done, {net: state dict}) of the --init_from checkpoint; ``optional`` networks
-    (the EMA copies) are read when the checkpoint has them (``util.checkpoint.has_network``)."""
+    (the EMA copies) are read when the checkpoint has them (files its state records)."""
     from util import checkpoint
     src_folder, tag = split_init_source(opt, folder)
     state = checkpoint.read_file(checkpoint.state_path(src_folder, tag), f"training-state ({opt.init_from})")
@@ -110,8 +110,8 @@ def read_init_source(opt, folder, names, optional=()):
         path = checkpoint.net_path(src_folder, tag, name)
         if os.path.isfile(path):
             states[name] = checkpoint.read_net(src_folder, tag, name)
-    for name in optional:
-        if checkpoint.has_network(src_folder, tag, name):
+    for name in checkpoint.recorded_nets(state, (), optional):
+        if os.path.isfile(checkpoint.net_path(src_folder, tag, name)):
             states[name] = checkpoint.read_net(src_folder, tag, name)
     if "G" not in states:
         raise CheckpointError(f"{checkpoint.net_path(src_folder, tag, 'G')}: --init_from {opt.init_from} has no "

@@ -4,8 +4,9 @@ conditional discriminator that sees (one-hot label map, image) pairs.
 ``diff_augment(fake, real, seg, policy)`` applies the ops of ``policy`` in
 order. Each op draws one set of parameters per sample n from Jittor's RNG
 (so ``jt.set_global_seed`` makes it reproducible) and applies it to fake[n]
-and real[n] alike (the color op optionally draws for each apart); geometric ops move seg[n] the same way, so pixel (y, x) of
-the augmented label still labels pixel (y, x) of both augmented images.
+and real[n] alike (the color op optionally draws for each apart); geometric
+ops move seg[n] the same way, so pixel (y, x) of the augmented label still
+labels pixel (y, x) of both augmented images.
 Pixels that come from outside the image (shifted in, cut out) are zero in the
 images and all-zero (no class) in the label. The label is only ever moved,
 never blended, so it stays one-hot or all-zero.
@@ -23,6 +24,8 @@ differently from kernel to kernel and from CPU to CPU, and recompute an
 unstored expression in every kernel that reads it (README, "Known Jittor
 defects").
 """
+
+import functools
 
 import jittor as jt
 
@@ -214,10 +217,8 @@ def diff_augment(fake, real, seg, policy, independent_colour=False):
     if tuple(real.shape) != tuple(fake.shape) or (seg.shape[0], seg.shape[2], seg.shape[3]) != (n, h, w):
         raise ValueError(f"diff_augment needs fake and real of one shape and a label of the same N, H, W; "
                          f"got {fake.shape}, {real.shape}, {seg.shape}")
+    ops = dict(_RANDOM_OPS, color=functools.partial(_random_color, independent=independent_colour))
     images = [fake, real]
     for name in policy:
-        if name == "color":
-            images, seg = _random_color(images, seg, independent_colour)
-        else:
-            images, seg = _RANDOM_OPS[name](images, seg)
+        images, seg = ops[name](images, seg)
     return images[0], images[1], seg

@@ -138,7 +138,6 @@ class ProgressiveSchedule:
         lines.append(f"from epoch {int(-(-self.pg_niter // 1)) + 1}: {width}x{height}, auxiliary heads removed")
         return lines
 
-
     def _describe_epochs(self, width, height):
         """describe() for alpha per epoch: runs of epochs with the same level, fading or not."""
         lines, run = [], None

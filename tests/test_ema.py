@@ -211,7 +211,7 @@ def test_training_saves_the_ema_generator_and_updates_it_every_step(ema_run):
         ema_run["out"]
     for tag in ("1", "2", "latest"):
         assert os.path.isfile(checkpoint.net_path(folder, tag, "G_ema")), tag
-        assert checkpoint.has_network(folder, tag, "G_ema")
+        assert "G_ema" in checkpoint.networks_of(folder, tag)
     assert not os.path.exists(checkpoint.net_path(folder, "1", "D_ema"))
     g1, ema1 = checkpoint.read_net(folder, "1", "G"), checkpoint.read_net(folder, "1", "G_ema")
     g2, ema2 = checkpoint.read_net(folder, "2", "G"), checkpoint.read_net(folder, "2", "G_ema")
@@ -287,7 +287,7 @@ def test_generator_files_needs_every_ema_network(tmp_path):
     assert generator_files(opt, ["G"])[0] == {"G": "G_ema"}
     checkpoint.write_checkpoint(folder, "latest", {"G": state}, {"next_epoch": 3})
     assert os.path.isfile(checkpoint.net_path(folder, "latest", "G_ema"))
-    assert not checkpoint.has_network(folder, "latest", "G_ema")
+    assert "G_ema" not in checkpoint.networks_of(folder, "latest")
     sources, note = generator_files(opt, ["G"])
     assert sources == {"G": "G"} and "has no EMA generator" in note
     _, nets, _ = checkpoint.read_training_checkpoint(folder, "latest", ["G"], optional=["G_ema"])

@@ -161,17 +161,20 @@ def read_net(folder, tag, name):
     return sd
 
 
-def has_network(folder, tag, name):
-    """Whether checkpoint ``tag`` has network ``name``: its file exists and, when the tag has a training state,
-    that state records it. A file left behind by an earlier save of the tag (e.g. latest_net_G_ema.pkl after a
-    run was resumed without --ema_decay) does not count."""
-    if not os.path.isfile(net_path(folder, tag, name)):
-        return False
+def networks_of(folder, tag):
+    """The names of the networks checkpoint ``tag`` has: its network files ({tag}_net_NAME.pkl) and, when the
+    tag has a training state, only those that state records. A file left behind by an earlier save of the tag
+    (e.g. latest_net_G_ema.pkl after a run was resumed without --ema_decay) does not count. Reads the state
+    (optimiser moments included) once: ask once per checkpoint, not once per network."""
+    if not os.path.isdir(folder):
+        return set()
+    prefix = f"{tag}_net_"
+    names = {f[len(prefix):-len(".pkl")] for f in os.listdir(folder) if f.startswith(prefix) and f.endswith(".pkl")}
     spath = state_path(folder, tag)
     if not os.path.isfile(spath):
-        return True  # a merged or copied tag: its files are all it has
+        return names  # a merged or copied tag: its files are all it has
     state = read_file(spath, "training-state")
-    return name in (state.get("net_digests", {}) if isinstance(state, dict) else {})
+    return names & set(state.get("net_digests", {}) if isinstance(state, dict) else {})
 
 
 def recorded_nets(state, nets, optional=()):

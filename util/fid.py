@@ -173,14 +173,15 @@ def main(argv=None):
 
     def score(tag):
         opt.which_epoch = tag
-        generator = generator_files(opt, network_names(opt, with_discriminator=False))[0]["G"]  # G_ema or G
+        files = generator_files(opt, network_names(opt, with_discriminator=False))
+        generator = files[0]["G"]  # G_ema or G
         used = f"{'EMA generator' if generator != 'G' else 'generator'} {generator}"
         signature = file_signature(checkpoint.net_path(folder, tag, generator))
         old = results.get(tag)
         if old is not None and old.get("signature") == signature and old.get("generator", "G") == generator:
             print(f"  {tag:<16} FID {old['fid']:10.3f}  (stored in {ranking_path}), {used}")
             return
-        nets = load_generator(opt)
+        nets = load_generator(opt, files=files)
         out_dir = os.path.join(args.keep_images, tag) if args.keep_images else os.path.join(work_dir, tag)
         fid = generate_and_score(nets, opt, args.test_labels, out_dir, extractor, reference, resize_to,
                                  desc=f"generating {tag}")

@@ -51,14 +51,15 @@ class GenerationNetworks(dict):
 def generator_files(opt, roles):
     """({role: network name in the checkpoint}, note) for the generation networks ``roles`` (G, E, Es) of
     checkpoint --which_epoch: their EMA networks (G_ema, ...) when the checkpoint has all of them
-    (``util.checkpoint.has_network``) and --no_ema is not given, otherwise the networks themselves."""
+    (``util.checkpoint.networks_of``) and --no_ema is not given, otherwise the networks themselves."""
     folder, tag = experiment_dir(opt), str(opt.which_epoch)
 
     def files(names):
         return ", ".join(os.path.basename(checkpoint.net_path(folder, tag, name)) for name in names)
 
     ema = {role: checkpoint.ema_name(role) for role in roles}
-    have = [name for name in ema.values() if checkpoint.has_network(folder, tag, name)]
+    networks = checkpoint.networks_of(folder, tag)
+    have = [name for name in ema.values() if name in networks]
     if have and len(have) == len(ema) and not getattr(opt, "no_ema", False):
         return ema, f"using the EMA generator of checkpoint {tag} ({files(ema.values())})"
     if not have:
@@ -70,10 +71,11 @@ def generator_files(opt, roles):
     return {role: role for role in roles}, f"using the raw generator of checkpoint {tag} ({files(roles)}; {why})"
 
 
-def load_generator(opt, style_encoder=False):
+def load_generator(opt, style_encoder=False, files=None):
     """Networks needed for generation (G, E with --encode_mask, and the style encoder Es when
     ``style_encoder`` and the model has one), in eval mode, as a ``GenerationNetworks``: filled from the
-    checkpoint's EMA networks when it has them (``generator_files``; --no_ema: the raw ones).
+    checkpoint's EMA networks when it has them (``generator_files``, or its answer ``files`` when the caller
+    has it already; --no_ema: the raw ones).
 
     Checkpoints saved before seg noise was switched on (pre-training epochs of
     a recipe whose fine-tuning adds it) load too: their seg-noise parameters
@@ -93,7 +95,7 @@ def load_generator(opt, style_encoder=False):
                                   f"which reference photos need; generate without references (--ref_json none) "
                                   f"or use a checkpoint of the training run.")
         nets["Es"] = ImageEncoder(opt)
-    sources, note = generator_files(opt, list(nets))
+    sources, note = files if files is not None else generator_files(opt, list(nets))
     for role, net in nets.items():
         path = checkpoint.net_path(folder, tag, sources[role])
         state = checkpoint.read_net(folder, tag, sources[role])

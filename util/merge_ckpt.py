@@ -174,14 +174,15 @@ EMA_NETS = {checkpoint.ema_name(n): f"EMA {what}" for n, what in
             (("G", "generator"), ("E", "mask encoder"), ("Es", "style encoder"))}
 
 
-def ema_to_merge(folder, tags, present):
+def ema_to_merge(tags, present, networks):
     """(EMA networks every tag has, note or None): the EMA copies (G_ema, ...) of the networks in ``present``,
-    when all tags have all of them (``util.checkpoint.has_network``); otherwise none, and a note why."""
+    when all tags have all of them (``networks``: {tag: ``util.checkpoint.networks_of``}); otherwise none, and
+    a note why."""
     wanted = [checkpoint.ema_name(n) for n in present]
-    having = {t for t in tags if all(checkpoint.has_network(folder, t, n) for n in wanted)}
+    having = {t for t in tags if all(n in networks[t] for n in wanted)}
     if len(having) == len(tags):
         return wanted, None
-    if not any(checkpoint.has_network(folder, t, n) for t in tags for n in wanted):
+    if not any(n in networks[t] for t in tags for n in wanted):
         return [], None
     without = [t for t in tags if t not in having]
     return [], (f"note: the EMA networks ({', '.join(wanted)}) are not averaged: tag(s) {', '.join(without)} do not "
@@ -206,14 +207,15 @@ def nets_to_merge(folder, tags, requested, notes=None):
                                   f"{', '.join(without)}: these are not checkpoints of the same model.")
         if having:
             present.append(name)
-    ema, note = ema_to_merge(folder, tags, present)
+    networks = {t: checkpoint.networks_of(folder, t) for t in tags}
+    ema, note = ema_to_merge(tags, present, networks)
     if requested is None:
         if note and notes is not None:
             notes.append(note)
         return present + ema
     for name in requested:
         if name in EMA_NETS:
-            without = [t for t in tags if not checkpoint.has_network(folder, t, name)]
+            without = [t for t in tags if name not in networks[t]]
             if without:
                 raise CheckpointError(f"--nets asks for {name} but tag {without[0]} has no {EMA_NETS[name]} "
                                       f"({checkpoint.net_path(folder, without[0], name)}; it comes from training "
