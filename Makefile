@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs tests
 
 demo: $(STAMP)
-	$(BIN)/python -m data.demo --out $(DEMO_DATA) --num 240 --num_test 12 --width 128 --height 96 --seed 0
+	$(BIN)/python -m util.demo_data --out $(DEMO_DATA) --num 240 --num_test 12 --width 128 --height 96 --seed 0
 	$(BIN)/python train.py --recipe demo --input_path $(DEMO_DATA)/train --name $(DEMO_NAME) \
 	    --checkpoints_dir $(DEMO_CKPT)
 ifneq ($(WEIGHTS_FLAG),)

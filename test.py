@@ -30,11 +30,11 @@ import sys
 
 from data import references
 from options import test_options
-from options.base_options import explicit_flags, positive_int
+from options.base_options import explicit_flags, load_saved_options, positive_int
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS
-from util import device, distributed
-from util.cli import run_main
-from util.errors import WeightsFileError
+from util.core import device, distributed
+from util.core.cli import run_main
+from util.core.errors import WeightsFileError
 
 
 def add_selection_options(parser):
@@ -63,25 +63,29 @@ def main(argv=None):
     opt, _, notes = test_options.parse(argv, parser=parser)
     folder = os.path.join(opt.checkpoints_dir, opt.name)
     report_path = opt.report or os.path.join(folder, f"test_report_{opt.which_epoch}.json")
+    saved = load_saved_options(folder)
     if not os.path.isfile(opt.inception_weights):
-        from util.fid_stats import fid_weights_missing
+        from util.metrics.fid_stats import fid_weights_missing
         if "inception_weights" in explicit_flags(parser, argv):
             raise WeightsFileError(fid_weights_missing(opt.inception_weights))
         print(f"FID seed selection is off: {fid_weights_missing(opt.inception_weights)} "
               f"Making a single run with --seed {opt.seed}.")
-        import test_phase
-        return test_phase.generate(opt, notes)
-    photos = references.training_photos(opt)
+        use_cuda = device.setup(opt.gpu)
+        from models.generation import generate_from_options
+        generate_from_options(opt, notes, saved, use_cuda)
+        return 0
+    photos = references.training_photos(opt, saved)
     use_cuda = device.setup(opt.gpu)
 
     from data.folders import test_labels
     from data.pure_colour import from_options
-    from util import checkpoint, fid_stats
-    from util.generation import load_generator
-    from util.selection import generate_and_score, run_seeds
+    from util.core import checkpoint
+    from util.metrics import fid_stats
+    from models.generation import load_generator
+    from util.metrics.selection import generate_and_score, run_seeds
 
     labels = test_labels(opt.input_path, opt.max_dataset_size)
-    style, style_notes = references.from_options(opt, [os.path.basename(p) for p in labels])
+    style, style_notes = references.from_options(opt, [os.path.basename(p) for p in labels], saved)
     for note in [*notes, *style_notes]:
         print(note)
     pure = from_options(opt)

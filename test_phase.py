@@ -25,49 +25,23 @@ copied from a training photo of that class, taken from the pure-colour
 dictionary (--pure_dictionary, default CHECKPOINTS_DIR/NAME/pure_colour.pkl).
 """
 
-import os
 import sys
 
 from options import test_options
-from util import device, distributed
-from util.cli import run_main
+from options.base_options import load_saved_options
+from util.core import checkpoint, device, distributed
+from util.core.cli import run_main
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     distributed.require_single_process("test_phase.py")
     opt, _, notes = test_options.parse(argv, description=__doc__)
-    return generate(opt, notes)
-
-
-def generate(opt, notes=()):
-    """One seeded generation run with parsed generation options (also test.py's fallback)."""
+    saved = load_saved_options(checkpoint.experiment_dir(opt))
     use_cuda = device.setup(opt.gpu)
 
-    from tqdm import tqdm
-
-    from data import references
-    from data.folders import test_labels
-    from data.pure_colour import from_options
-    from util.generation import generate_folder, load_generator
-
-    labels = test_labels(opt.input_path, opt.max_dataset_size)
-    total = len(labels)
-    # bad references or a missing or bad dictionary stop here, before any generation
-    style, style_notes = references.from_options(opt, [os.path.basename(p) for p in labels])
-    for note in [*notes, *style_notes]:
-        print(note)
-    pure = from_options(opt)
-    nets = load_generator(opt, style_encoder=style is not None)
-    print(nets.note)
-    print(f"generating {total} images with {opt.name} (checkpoint {opt.which_epoch}) on "
-          f"{'GPU' if use_cuda else 'CPU'} -> {opt.output_path}")
-    with tqdm(total=total, desc="generating", dynamic_ncols=True, file=sys.stderr) as bar:
-        written = generate_folder(nets, opt, opt.input_path, opt.output_path, opt.image_format,
-                                  opt.jpeg_quality, progress=bar, pure=pure, style=style)
-    print(f"wrote {len(written)} images to {opt.output_path}")
-    if pure is not None:
-        print(f"{len(pure.used)} of {len(written)} images used the pure-colour dictionary")
+    from models.generation import generate_from_options
+    generate_from_options(opt, notes, saved, use_cuda)
     return 0
 
 

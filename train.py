@@ -21,10 +21,11 @@ import os
 import shlex
 import sys
 
+from models import layout
 from options import base_options, presets, train_options
-from util import device, distributed
-from util.cli import run_main
-from util.errors import CheckpointError, OptionError, WeightsFileError
+from util.core import checkpoint, device, distributed
+from util.core.cli import run_main
+from util.core.errors import CheckpointError, OptionError, WeightsFileError
 
 PHASES = ("pretrain", "finetune")
 
@@ -76,7 +77,6 @@ def last_epoch(opt):
 
 def latest_state(folder):
     """The 'latest' training state of the experiment, or None."""
-    from util import checkpoint
     path = checkpoint.state_path(folder, "latest")
     return checkpoint.read_file(path, "training-state") if os.path.isfile(path) else None
 
@@ -121,7 +121,7 @@ def build_pure_dictionary(opt, folder):
         return
     with tqdm(desc="pure-colour dictionary", unit="label", dynamic_ncols=True, file=sys.stderr) as bar:
         dictionary = pure_colour.build_dictionary(opt.input_path, opt.label_nc, opt.crop_size,
-                                                  base_options.image_height(opt), progress=bar)
+                                                  layout.image_height(opt), progress=bar)
     pure_colour.save_dictionary(path, dictionary)
     print(f"pure-colour dictionary: {sum(len(v) for v in dictionary.values())} single-class photos of "
           f"{len(dictionary)} classes -> {path}")
@@ -136,8 +136,8 @@ def main(argv=None):
                           f"{args.recipe}_finetune.json in {presets.FOLDER}; recipes: {', '.join(recipes())}.")
     # Parse every phase's options first: a typo or a missing weights file fails before any training.
     opts = {phase: train_options.parse(phase_argv(phase, args, common))[0] for phase in PHASES}
-    folder = base_options.experiment_dir(opts["pretrain"])
-    if base_options.experiment_dir(opts["finetune"]) != folder:
+    folder = checkpoint.experiment_dir(opts["pretrain"])
+    if checkpoint.experiment_dir(opts["finetune"]) != folder:
         raise OptionError("both phases must use the same --name and --checkpoints_dir.")
     check_weight_files({p: opts[p] for p in phases})
     steps = plan(phases, args, opts, folder)

@@ -19,10 +19,11 @@ import signal
 import sys
 import time
 
+from models import layout
 from options import base_options, train_options
-from util import device, distributed
-from util.cli import run_main
-from util.errors import CheckpointError, OptionError
+from util.core import checkpoint, device, distributed
+from util.core.cli import run_main
+from util.core.errors import CheckpointError, OptionError
 
 
 class GracefulStop:
@@ -102,7 +103,6 @@ def split_init_source(opt, folder):
 def read_init_source(opt, folder, names, optional=()):
     """(next epoch, iterations done, {net: state dict}) of the --init_from checkpoint; ``optional`` networks
     (the EMA copies) are read when the checkpoint has them (files its state records)."""
-    from util import checkpoint
     src_folder, tag = split_init_source(opt, folder)
     state = checkpoint.read_file(checkpoint.state_path(src_folder, tag), f"training-state ({opt.init_from})")
     states = {}
@@ -126,7 +126,7 @@ def read_init_source(opt, folder, names, optional=()):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     opt, parser = train_options.parse(argv, description=__doc__)
-    folder = base_options.experiment_dir(opt)
+    folder = checkpoint.experiment_dir(opt)
     if opt.continue_train and opt.init_from:
         raise OptionError("--continue_train resumes this experiment's own run; --init_from starts a new phase "
                           "from a checkpoint. Give one of them.")
@@ -149,10 +149,10 @@ def main(argv=None):
     from models.mixed_precision import MixedPrecision
     from models.networks import ema_network_names, network_names
     from models.trainer import SPADETrainer
-    from util import checkpoint, seeding
-    from util.visualizer import TrainingLog, sample_grid
+    from util.core import seeding
+    from models.training_page import TrainingLog, sample_grid
 
-    crop_h = base_options.image_height(opt)
+    crop_h = layout.image_height(opt)
     exclude = read_name_list(opt.exclude_list) if opt.exclude_list else frozenset()
     dataset = PairedDataset(opt.input_path, opt.label_nc, opt.crop_size, crop_h, opt.load_size,
                             allow_flip=not opt.no_flip, seed=opt.seed, max_size=opt.max_dataset_size,

@@ -18,7 +18,7 @@ from jittor.dataset import Dataset
 
 from data import folders, transforms
 from data.image_io import read_image, read_label
-from util.errors import DatasetError, UserError
+from util.core.errors import DatasetError, UserError
 
 
 def sample_rng(seed, epoch, index):

@@ -3,7 +3,7 @@
 This module owns scene generation (``make_scene``), writing a dataset folder in
 the real layout (``write_dataset``: ``train/imgs``, ``train/labels``,
 ``test/imgs``, ``test/labels``, ``test/label_to_img.json``) and the
-``python -m data.demo`` command line. A scene is built in two steps: a
+``python -m util.demo_data`` command. A scene is built in two steps: a
 *material* map is painted back to front (sky, mountains, hills, ground, water,
 shore, path, trees, rocks, buildings), each material belonging to one
 landscape class; then every material is coloured with its base colour,
@@ -27,7 +27,6 @@ the lowest index (``pick_reference``). It depends only on (seed, num,
 num_test, size), and is written with sorted keys.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -38,8 +37,7 @@ import numpy as np
 
 from data.image_io import save_image, save_label
 from data.labels import CLASS_ID, NUM_CLASSES
-from util.cli import run_main
-from util.errors import OptionError
+from util.core.errors import OptionError
 
 # Materials: what a pixel is made of. Several materials may share a class
 # (a house's roof and walls are both "house"). Columns: class name, base RGB,
@@ -507,37 +505,3 @@ def write_dataset(out, num, width, height, seed=0, num_test=None, progress=True)
         json.dump(mapping, f, sort_keys=True, indent=1)
         f.write("\n")
     return num, num_test
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m data.demo",
-        description="Generate a procedural landscape dataset (photos + class-id label maps) in the "
-                    "layout the trainer reads: DIR/train/{imgs,labels} and DIR/test/{imgs,labels}. "
-                    "Each scene is lit in one of the tones " + ", ".join(TONE_NAMES) + ". "
-                    "DIR/test/label_to_img.json gives each test label map a style reference: the training "
-                    "photo whose label map has the highest intersection-over-union of present classes "
-                    "(ties: largest shared class area, then lowest index).")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing; files of the same name are overwritten, others are left alone)")
-    p.add_argument("--num", type=int, default=200, help="number of training pairs (default: 200)")
-    p.add_argument("--width", type=int, default=512, help="image width in pixels (default: 512)")
-    p.add_argument("--height", type=int, default=384, help="image height in pixels (default: 384)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed, 0 or more; the same seed and size give byte-identical files (default: 0)")
-    p.add_argument("--num_test", type=int, default=None,
-                   help="number of held-out test pairs (default: max(4, num // 5))")
-    p.add_argument("--no_progress", action="store_true", help="do not show the progress bar")
-    return p
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    num, num_test = write_dataset(args.out, args.num, args.width, args.height, args.seed, args.num_test,
-                                  progress=not args.no_progress)
-    print(f"wrote {num} train and {num_test} test pairs of {args.width}x{args.height} (seed {args.seed}) "
-          f"to {args.out}; style references: {os.path.join(args.out, 'test', REFERENCE_JSON)}")
-    return 0
-
-
-if __name__ == "__main__":
-    run_main(main)

@@ -7,7 +7,7 @@ import os
 from PIL import Image
 
 from data.image_io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, list_files
-from util.errors import DatasetError
+from util.core.errors import DatasetError
 
 LABEL_DIR_NAMES = ("labels", "lables")  # the original release spells it "lables"
 

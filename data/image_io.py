@@ -11,7 +11,7 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from util.errors import ImageFileError, LabelMapError
+from util.core.errors import ImageFileError, LabelMapError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_EXTENSIONS = (".png", ".bmp")

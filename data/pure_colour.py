@@ -8,22 +8,20 @@ looks better than a generated image. This module owns the whole trick:
   photos whose label map holds a single class id, at most ``max_per_class``
   per class (first in name order), resized bicubic to the network size;
 - ``save_dictionary`` / ``load_dictionary``: the file, written and read
-  through ``util.checkpoint`` (Jittor's ``.pkl`` encoding, atomic write),
+  through ``util.core.checkpoint`` (Jittor's ``.pkl`` encoding, atomic write),
   by default ``CHECKPOINTS_DIR/NAME/pure_colour.pkl`` (``default_path``);
 - ``apply_pure``: at generation time, when one class covers more than
   ``threshold`` of a label map and the dictionary holds photos of it, the
   pixels of that class are copied from one of those photos;
   ``pick_index`` chooses the photo from (seed, file name) alone;
-- the ``python -m data.pure_colour`` command line.
+- the ``python -m util.pure_colour`` command builds it by hand.
 
 File format: a plain dict ``{"format": "pure_colour_dictionary", "version": 1,
 "width": W, "height": H, "label_nc": N, "photos": {class_id: uint8 [K, H, W, 3]},
 "sources": {class_id: [photo file names]}}``. Pure NumPy/Pillow (no Jittor).
 """
 
-import argparse
 import os
-import sys
 import zlib
 
 import numpy as np
@@ -32,10 +30,9 @@ from data.folders import training_pairs
 from data.image_io import read_image, read_label
 from data.labels import CLASS_NAMES
 from data.transforms import resize_image
-from util import checkpoint
-from util.cli import run_main
-from util.errors import CheckpointError
-from util.seeding import derive_seed
+from util.core import checkpoint
+from util.core.errors import CheckpointError
+from util.core.seeding import derive_seed
 
 FORMAT, VERSION = "pure_colour_dictionary", 1
 DICTIONARY_FILE = "pure_colour.pkl"
@@ -61,7 +58,7 @@ def default_path(experiment_folder):
 
 
 def _build_hint(path):
-    return (f"it is built by train.py (or `python -m data.pure_colour --input_path DATA/train "
+    return (f"it is built by train.py (or `python -m util.pure_colour --input_path DATA/train "
             f"--out {path}`)")
 
 
@@ -197,7 +194,7 @@ def apply_pure(generated, label_map, dictionary, threshold=DEFAULT_THRESHOLD, pi
 
 
 class PureColour:
-    """The switch as ``util.generation.generate_folder`` uses it: a loaded dictionary, the
+    """The switch as ``models.generation.generate_folder`` uses it: a loaded dictionary, the
     threshold, and ``used`` ({label file name: class id}) filled with the images it changed."""
 
     def __init__(self, dictionary, threshold=DEFAULT_THRESHOLD):
@@ -232,56 +229,3 @@ def describe(dictionary):
 
 def class_name(cid):
     return CLASS_NAMES[cid] if 0 <= cid < len(CLASS_NAMES) else f"class {cid}"
-
-
-# ----------------------------------------------------------------------------- command line
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m data.pure_colour",
-        description="Build the pure-colour dictionary used by `test_phase.py --use_pure`: for each class, "
-                    "the training photos whose label map is that single class, resized to WIDTH x HEIGHT. "
-                    "train.py builds it into CHECKPOINTS_DIR/NAME/pure_colour.pkl; this command (re)builds it.")
-    p.add_argument("--input_path", required=True, metavar="DATA/train",
-                   help="training folder with imgs/ and labels/ (or lables/)")
-    p.add_argument("--out", required=True, metavar="PATH",
-                   help="dictionary file to write, e.g. checkpoints/NAME/pure_colour.pkl")
-    p.add_argument("--label_nc", type=int, default=29, help="number of semantic classes (ids 0..label_nc-1; default: 29)")
-    p.add_argument("--width", type=int, default=512, help="width of the stored photos (default: 512)")
-    p.add_argument("--height", type=int, default=384, help="height of the stored photos (default: 384)")
-    p.add_argument("--max_per_class", type=int, default=DEFAULT_MAX_PER_CLASS,
-                   help=f"keep at most this many photos per class, the first in name order "
-                        f"(default: {DEFAULT_MAX_PER_CLASS})")
-    p.add_argument("--no_progress", action="store_true", help="do not show the progress bar")
-    return p
-
-
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for flag in ("label_nc", "width", "height", "max_per_class"):
-        if getattr(args, flag) <= 0:
-            parser.error(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-        bar = tqdm(total=None, desc="reading label maps", unit="map", file=sys.stderr, dynamic_ncols=True,
-                   delay=0.5)  # first drawn once find_pure_pairs has set the total
-    try:
-        pure_pairs = find_pure_pairs(args.input_path, args.label_nc, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    dictionary = build_dictionary(args.input_path, args.label_nc, args.width, args.height, args.max_per_class,
-                                  pure_pairs=pure_pairs)
-    save_dictionary(args.out, dictionary)
-    for cid, pairs in pure_pairs.items():
-        print(f"{cid:3d} {class_name(cid):<10} {len(pairs)} single-class photo(s), {len(dictionary[cid])} kept")
-    if not pure_pairs:
-        print(f"no training label map in {args.input_path} is a single class: the dictionary is empty "
-              f"and --use_pure will change nothing")
-    print(f"wrote {describe(dictionary)} at {args.width}x{args.height} to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    run_main(main)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from data import colour_transfer
 from data.folders import LABEL_DIR_NAMES, examples
 from data.image_io import LABEL_EXTENSIONS, read_image, read_label
-from util.errors import DatasetError, OptionError
+from util.core.errors import DatasetError, OptionError
 
 DEFAULT_JSON_NAME = "label_to_img.json"
 NO_REFERENCES = "none"  # --ref_json none: do not use a mapping even if the default file exists
@@ -122,15 +122,15 @@ def label_of_photo(photo_path):
     return None
 
 
-def training_photos(opt):
-    """--img_path, or the imgs/ folder of the training data recorded in the experiment's opt.json."""
+def training_photos(opt, saved=None):
+    """--img_path, or the imgs/ folder of the training data recorded in the experiment's opt.json (``saved``:
+    those saved options, as read by the option layer)."""
     if opt.img_path:
         if not os.path.isdir(opt.img_path):
             raise DatasetError(f"{opt.img_path}: training photo folder (--img_path) not found.")
         return opt.img_path
-    from options.base_options import experiment_dir, load_saved_options
-    folder = experiment_dir(opt)
-    train_root = (load_saved_options(folder) or {}).get("input_path")
+    folder = os.path.join(opt.checkpoints_dir, opt.name)
+    train_root = (saved or {}).get("input_path")
     if not train_root:
         raise DatasetError(f"{folder}/opt.json does not name the training data; pass --img_path DIR (the "
                            f"training photos).")
@@ -141,7 +141,7 @@ def training_photos(opt):
     return photos
 
 
-def from_options(opt, label_names):
+def from_options(opt, label_names, saved=None):
     """(StyleReferences or None, notes) for parsed generation options and the label maps to generate.
 
     The mapping is ``--ref_json``, else ``INPUT_PATH/../label_to_img.json`` when
@@ -169,7 +169,7 @@ def from_options(opt, label_names):
                               f"to match their colours after generation instead.")
         return None, [f"{path} is not used: the model has no style encoder (trained without --use_vae); "
                       f"--color_transfer reinhard would match the reference colours after generation"]
-    refs = resolve(path, training_photos(opt), label_names, opt.allow_missing_ref)
+    refs = resolve(path, training_photos(opt, saved), label_names, opt.allow_missing_ref)
     uses = []
     if opt.use_vae:
         uses.append("style codes from the style encoder (" + ("sampled" if opt.sample_style else "mean code") + ")")

@@ -29,7 +29,7 @@ import functools
 
 import jittor as jt
 
-from util.errors import OptionError
+from util.core.errors import OptionError
 
 OPS = ("color", "translation", "crop", "cutout")
 

@@ -29,7 +29,7 @@ import jittor as jt
 from jittor import nn
 
 from models.normalization import avg_pool_exclude_pad, downsample_image, normed_conv
-from options.base_options import semantic_nc
+from models.layout import semantic_nc
 
 KERNEL, PADDING = 4, 2
 MAX_CHANNELS = 512

@@ -19,7 +19,7 @@ and adds, all plain convolutions without spectral norm:
   become x * (1 + A): edges select image features, never remove them;
 - the edge head ``conv_edge`` (3x3, 1 channel, tanh): the edge map in
   [-1, 1], trained towards Canny edges (+1) on a -1 background
-  (``data.edges.edge_target``);
+  (``models.edges.edge_target``);
 - ``conv_img`` + tanh on the gated features: the image branch's image;
 - the semantic-preserving head: the gated features, the branch image, the
   edge map and the label map are concatenated; ``sp_class`` (3x3) maps them

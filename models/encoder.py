@@ -12,7 +12,7 @@ from jittor import nn
 
 from models.generator import num_upsamplings
 from models.normalization import normed_conv
-from options.base_options import semantic_nc
+from models.layout import semantic_nc
 
 
 class ImageEncoder(nn.Module):

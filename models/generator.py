@@ -4,7 +4,7 @@ Layout (parameter names follow SPADE): a start feature map of 16*ngf
 channels at crop_size / 2**n, then ``head_0``, upsample, ``G_middle_0``,
 (upsample in SPADE's ``spade_more``/``spade_most``), ``G_middle_1``, and one
 upsample + block per ``up_i`` (channels halve each time), then ``conv_img``
-+ tanh. The layouts are ``options.base_options.LAYOUTS``: ``normal`` has
++ tanh. The layouts are ``models.layout.LAYOUTS``: ``normal`` has
 up_0..up_3 (n = 5); ``apf_more`` adds ``up_4`` (ngf -> ngf/2, n = 6: a 6x8
 start for 512x384, the APF-GAN layout); ``spade_more`` has normal's blocks and
 the middle upsampling (n = 6), ``spade_most`` adds ``up_4`` to it (n = 7);
@@ -28,7 +28,7 @@ from jittor import nn
 
 from models.architecture import SPADEResnetBlock
 from models.normalization import resize_label
-from options.base_options import LAYOUTS, image_height, semantic_nc
+from models.layout import LAYOUTS, image_height, semantic_nc
 
 
 def num_upsamplings(mode):

@@ -44,9 +44,8 @@ import jittor as jt
 from jittor import nn
 
 from models.normalization import avg_pool_exclude_pad
-from models.pretrained import freeze, read_state_dict
-from options.train_options import DEFAULT_INCEPTION_WEIGHTS, FID_WEIGHTS_URL  # noqa: F401 (re-exported)
-from util.errors import WeightsFileError, few
+from models.pretrained import FID_WEIGHTS_URL, freeze, read_state_dict
+from util.core.errors import WeightsFileError, few
 
 FEATURE_LAYERS = ("pool_1", "pool_2", "mixed_6e", "pool_3")
 FEATURE_CHANNELS = {"pool_1": 64, "pool_2": 192, "mixed_6e": 768, "pool_3": 2048}
@@ -384,7 +383,7 @@ class InceptionLoss(nn.Module):
     statistics, as APF-GAN's loss ran). Real features are computed without gradient; the weights are frozen.
     """
 
-    def __init__(self, weights_path=DEFAULT_INCEPTION_WEIGHTS, resize=True, layer_weights=(1.0, 1.0, 1.0, 1.0),
+    def __init__(self, weights_path, resize=True, layer_weights=(1.0, 1.0, 1.0, 1.0),
                  norm="running"):
         super().__init__()
         if len(layer_weights) != len(FEATURE_LAYERS):

@@ -9,7 +9,7 @@ from models.discriminator import DISCRIMINATORS
 from models.encoder import ImageEncoder, MaskEncoder
 from models.generator import SPADEGenerator
 from models.normalization import SPADE, SpectralNormed
-from util.checkpoint import EMA_SOURCES, ema_name, state_differences
+from util.core.checkpoint import EMA_SOURCES, ema_name, state_differences
 
 
 def init_weights(net, gain=0.02):
@@ -50,7 +50,7 @@ def network_names(opt, with_discriminator):
 
 def ema_network_names(opt):
     """With --ema_decay > 0: the names of the EMA copies a training run keeps of its G, E and Es (G_ema,
-    E_ema, Es_ema; ``util.checkpoint.ema_name``), saved beside them; otherwise none."""
+    E_ema, Es_ema; ``util.core.checkpoint.ema_name``), saved beside them; otherwise none."""
     if getattr(opt, "ema_decay", 0) <= 0:
         return []
     return [ema_name(name) for name in network_names(opt, with_discriminator=True) if name in EMA_SOURCES]
@@ -94,7 +94,7 @@ def label_edge_map(label):
 
 def semantic_input(label, opt):
     """The networks' label input: the one-hot map of ``label`` [N, H, W], with --label_edges followed by
-    its edge map (``options.base_options.semantic_nc(opt)`` channels)."""
+    its edge map (``models.layout.semantic_nc(opt)`` channels)."""
     seg = one_hot(label, opt.label_nc)
     if getattr(opt, "label_edges", False):
         seg = jt.concat([seg, label_edge_map(label)], dim=1)
@@ -113,7 +113,7 @@ def load_state(net, state, source, may_be_new=None):
     on purpose, e.g. seg noise); they keep their initial values and are
     returned. Raises CheckpointError listing the offending names.
     """
-    from util.errors import CheckpointError
+    from util.core.errors import CheckpointError
     own = net.state_dict()
     new, missing, unused, wrong = state_differences({k: v.shape for k, v in own.items()}, state, may_be_new)
     if missing or unused or wrong:

@@ -7,7 +7,7 @@ import math
 import jittor as jt
 from jittor import nn
 
-from options.base_options import NORM_G_PATTERN, NORM_LAYER_PATTERN
+from models.layout import NORM_G_PATTERN, NORM_LAYER_PATTERN
 
 
 def _l2_normalize(x, eps):

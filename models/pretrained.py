@@ -1,10 +1,12 @@
-"""Reading pretrained-weight files (VGG19, InceptionV3) and freezing the networks built from them."""
+"""Where pretrained weights come from, reading their files (VGG19, InceptionV3) and freezing the networks
+built from them. Importing this module does not import Jittor."""
 
 import os
 
-import jittor as jt
+from util.core.errors import WeightsFileError
 
-from util.errors import WeightsFileError
+FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                   "pt_inception-2015-12-05-6726825d.pth")
 
 
 def read_state_dict(path, what, missing_message):
@@ -15,6 +17,8 @@ def read_state_dict(path, what, missing_message):
     """
     if not os.path.isfile(path):
         raise WeightsFileError(missing_message)
+    import jittor as jt
+
     try:
         state = jt.load(path)
     except Exception as err:  # any unreadable file is a user error here

@@ -30,7 +30,7 @@ so a resumed run continues with the same level and alpha.
 
 from collections import namedtuple
 
-from util.errors import OptionError
+from util.core.errors import OptionError
 
 STRATEGIES = ("fade", "jump")
 ALPHA_STEPS = ("iteration", "epoch")

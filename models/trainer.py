@@ -21,7 +21,7 @@ import jittor as jt
 import numpy as np
 from jittor import nn
 
-from data.edges import edge_target
+from models.edges import edge_target
 from models import loss as losses
 from models.diff_augment import diff_augment, parse_policy
 from models.ema import ExponentialMovingAverage
@@ -32,9 +32,9 @@ from models.mixed_precision import MixedPrecision
 from models.networks import build_networks, is_seg_noise, load_state, semantic_input
 from models.normalization import downsample_image, resize_label
 from models.progressive import schedule_from_options
-from util import distributed
-from util.checkpoint import EMA_SOURCES, ema_name
-from util.errors import CheckpointError, TrainingDivergedError
+from util.core import distributed
+from util.core.checkpoint import EMA_SOURCES, ema_name
+from util.core.errors import CheckpointError, TrainingDivergedError
 
 
 def learning_rates(opt, epoch):

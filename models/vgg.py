@@ -10,7 +10,7 @@ import jittor as jt
 from jittor import nn
 
 from models.pretrained import freeze, read_state_dict
-from util.errors import WeightsFileError
+from util.core.errors import WeightsFileError
 
 # torchvision's vgg19 "features" indices of the convolutions used (up to relu5_1).
 CONV_CHANNELS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256),

@@ -8,7 +8,8 @@ import os
 from data.colour_transfer import METHODS as COLOUR_TRANSFER_METHODS
 from data.pure_colour import DEFAULT_THRESHOLD, default_path
 from options import base_options as base
-from util.errors import OptionError
+from util.core import checkpoint
+from util.core.errors import OptionError
 
 
 def add_generation_options(parser):
@@ -26,7 +27,7 @@ def add_generation_options(parser):
                         "--pure_threshold (98%%) of a test label map, the pixels of that class are copied from a "
                         "training photo of that class (from the pure-colour dictionary) instead of generated")
     p.add_argument("--pure_dictionary", default=None, metavar="PATH",
-                   help="pure-colour dictionary for --use_pure, built by train.py or `python -m data.pure_colour` "
+                   help="pure-colour dictionary for --use_pure, built by train.py or `python -m util.pure_colour` "
                         "(default: CHECKPOINTS_DIR/NAME/pure_colour.pkl)%(default).0s")  # .0s: no '(default: None)'
     p.add_argument("--pure_threshold", type=float, default=DEFAULT_THRESHOLD, metavar="T",
                    help="fraction of the pixels one class must exceed for --use_pure to apply (0 <= t < 1)")
@@ -72,7 +73,7 @@ def parse(argv=None, description=None, parser=None):
         raise OptionError(f"--jpeg_quality must be within 1..100, got {opt.jpeg_quality}.")
     if not 0 <= opt.pure_threshold < 1:
         raise OptionError(f"--pure_threshold must be within 0 <= t < 1, got {opt.pure_threshold}.")
-    folder = base.experiment_dir(opt)
+    folder = checkpoint.experiment_dir(opt)
     notes = []
     if opt.pure_dictionary is None:
         opt.pure_dictionary = default_path(folder)

@@ -4,15 +4,14 @@ import argparse
 import os
 from fractions import Fraction
 
-from models.mixed_precision import AMP_CHOICES
-from models.progressive import STRATEGIES
+from models.layout import LAYOUTS, image_height
 from options import base_options as base
 from options import presets
 
+AMP_CHOICES = ("off", "bf16", "fp16")  # models.mixed_precision.MixedPrecision.for_device
+PG_STRATEGIES = ("fade", "jump")  # models.progressive.ProgressiveSchedule
 PG_ALPHA_STEPS = ("iteration", "epoch")
 DEFAULT_INCEPTION_WEIGHTS = os.path.join("pretrained", "pt_inception-2015-12-05-6726825d.pth")
-FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-                   "pt_inception-2015-12-05-6726825d.pth")
 
 
 def layer_weights(text):
@@ -77,7 +76,7 @@ def add_training_options(parser):
                    help="epochs of progressive-size pre-training (0 = off): the output grows through --num_D "
                         "resolution levels, from the full size / 2**(num_D-1) to the full size, one "
                         "sub-discriminator per level; the full size alone is trained from epoch pg_niter+1")
-    g.add_argument("--pg_strategy", choices=STRATEGIES, default="fade",
+    g.add_argument("--pg_strategy", choices=PG_STRATEGIES, default="fade",
                    help="fade: each growth period trains the current level for its first half and fades the "
                         "next level in over the second half; jump: the next level starts at full weight")
     g.add_argument("--pg_alpha", choices=PG_ALPHA_STEPS, default="iteration",
@@ -143,7 +142,7 @@ def add_training_options(parser):
                         "made differentiable); useful with --use_vae")
     g.add_argument("--lambda_edge", type=float, default=5.0,
                    help="--netG spade_edge: weight of the L1 loss between the generated edge map and the Canny "
-                        "edges of the real photo (data/edges.py, computed on the fly); 5 = half of lambda_vgg, as "
+                        "edges of the real photo (models/edges.py, computed on the fly); 5 = half of lambda_vgg, as "
                         "ECGAN weighs the edge output half as much as the final image")
     g.add_argument("--lambda_branch", type=float, default=0.5,
                    help="--netG spade_edge: weight of the image-branch output's losses (the same terms as the "
@@ -180,8 +179,8 @@ def parse(argv=None, description=None):
     base.validate_architecture(opt)
     validate_progressive(opt)
     validate_ema(opt)
-    if opt.inception_loss and opt.inception_input == "native" and min(opt.crop_size, base.image_height(opt)) < 75:
-        raise base.OptionError(f"--inception_input native: the {opt.crop_size}x{base.image_height(opt)} images are "
+    if opt.inception_loss and opt.inception_input == "native" and min(opt.crop_size, image_height(opt)) < 75:
+        raise base.OptionError(f"--inception_input native: the {opt.crop_size}x{image_height(opt)} images are "
                                f"smaller than the 75x75 InceptionV3 needs; use --inception_input 299.")
     return opt, parser
 
@@ -199,7 +198,7 @@ def validate_progressive(opt):
         raise base.OptionError("--netG spade_edge does not support progressive pre-training (--pg_niter > 0): its "
                                "edge branch and semantic-preserving head exist at the full resolution only; use "
                                "--pg_niter 0 (also after a --preset that sets it).")
-    blocks = base.LAYOUTS[opt.num_upsampling_layers].up_blocks
+    blocks = LAYOUTS[opt.num_upsampling_layers].up_blocks
     if opt.num_D < 2:
         raise base.OptionError("--pg_niter needs --num_D >= 2: one sub-discriminator per resolution level.")
     if opt.num_D > blocks:

@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from util import device  # noqa: E402
+from util.core import device  # noqa: E402
 
 device.setup("off")
 
@@ -89,14 +89,14 @@ def fid_weights_file(tmp_path_factory, fid_weights_state):
 
 
 # Runs a script (or module) the way a user does, except that importing Jittor before
-# util.device.setup has chosen the device fails. Unguarded, that import crashes on machines
+# util.core.device.setup has chosen the device fails. Unguarded, that import crashes on machines
 # with the CUDA compiler but no GPU (Jittor probes CUDA when imported).
 JITTOR_GUARD = """
 import os, runpy, sys
 class JittorGuard:
     def find_spec(self, name, path=None, target=None):
         if name == "jittor" and "nvcc_path" not in os.environ:
-            raise ImportError("jittor imported before util.device.setup chose the device")
+            raise ImportError("jittor imported before util.core.device.setup chose the device")
 sys.meta_path.insert(0, JittorGuard())
 target, sys.argv = sys.argv[1], sys.argv[1:]
 if target.endswith(".py"):

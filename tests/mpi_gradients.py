@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from util import device, distributed  # noqa: E402
+from util.core import device, distributed  # noqa: E402
 
 
 def main(out, argv):
@@ -22,14 +22,15 @@ def main(out, argv):
 
     from data.datasets import PairedDataset
     from models.trainer import SPADETrainer
-    from options import base_options, train_options
-    from util import seeding
+    from models import layout
+    from options import train_options
+    from util.core import seeding
 
     opt, _ = train_options.parse(argv)
     seeding.seed_everything(opt.seed)
     trainer = SPADETrainer(opt)
     distributed.broadcast_networks(trainer.nets)
-    dataset = PairedDataset(opt.input_path, opt.label_nc, opt.crop_size, base_options.image_height(opt),
+    dataset = PairedDataset(opt.input_path, opt.label_nc, opt.crop_size, layout.image_height(opt),
                             opt.load_size, seed=opt.seed, batch_size=opt.batchSize, num_workers=0)
     dataset.set_epoch(1)
     batch = next(iter(dataset))

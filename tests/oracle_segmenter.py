@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from data.image_io import read_image, read_label
-from data.segmenter import paired_files
+from util.metrics.segmenter import paired_files
 
 
 def _key(rgb):

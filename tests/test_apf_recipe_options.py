@@ -18,7 +18,7 @@ from models.diff_augment import diff_augment
 from models.inception import FrozenBatchNorm
 from models.progressive import Stage, schedule_from_options
 from options import train_options
-from util.errors import DatasetError, OptionError
+from util.core.errors import DatasetError, OptionError
 
 
 def test_exclusion_list_leaves_out_the_named_pairs(tiny_dataset, tmp_path):

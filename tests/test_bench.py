@@ -1,4 +1,4 @@
-"""The training benchmark (util/bench.py) and its FLOP counter (util/flops.py).
+"""The training benchmark (util/bench.py) and its FLOP counter (util/metrics/flops.py).
 
 No speed is asserted here: the figures depend on the machine. The tests check
 the FLOP counts against hand-computed ones, the back-propagation accounting,
@@ -16,7 +16,8 @@ from jittor import nn
 
 from conftest import run_script, tiny_train_opt
 from models.normalization import SNConv2d
-from util import bench, flops
+from util import bench
+from util.metrics import flops
 
 TINY_ARGS = ["--preset", "cpu", "--gpu", "off", "--iters", "1", "--repeats", "1", "--warmup", "1",
              "--gen_batch", "1", "--loader_images", "4", "--loader_unique", "2", "--loader_batch", "2",

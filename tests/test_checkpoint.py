@@ -1,4 +1,4 @@
-"""The checkpoint writer/reader (util.checkpoint): round trip, atomic writes, mixed or damaged
+"""The checkpoint writer/reader (util.core.checkpoint): round trip, atomic writes, mixed or damaged
 file sets refused with a CheckpointError, tag listing, and compatibility with Jittor's .pkl."""
 
 import os
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import conftest  # noqa: F401  (sets up CPU Jittor before anything imports it)
-from util import checkpoint
-from util.checkpoint import (available_tags, net_path, read_file, read_net, read_state, read_training_checkpoint,
+from util.core import checkpoint
+from util.core.checkpoint import (available_tags, net_path, read_file, read_net, read_state, read_training_checkpoint,
                               state_path, write_checkpoint)
-from util.errors import CheckpointError, UserError
+from util.core.errors import CheckpointError, UserError
 
 
 def make_nets(seed):

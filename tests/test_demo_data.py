@@ -1,4 +1,4 @@
-"""Tests of the procedural demo dataset (data.demo) and the demo segmenter (data.segmenter)."""
+"""Tests of the procedural demo dataset (data.demo) and the demo segmenter (util.metrics.segmenter)."""
 
 import json
 import os
@@ -12,10 +12,10 @@ from PIL import Image
 from data.demo import TONE_NAMES, make_scene, pick_reference, scene_tone, write_dataset
 from data.image_io import list_files, read_image, read_label
 from data.labels import CLASS_ID, NUM_CLASSES
-from data.segmenter import (DemoSegmenter, fit_from_folder, mask_accuracy, mean_mask_accuracy,
+from util.metrics.segmenter import (DemoSegmenter, fit_from_folder, mask_accuracy, mean_mask_accuracy,
                             paired_files, pixel_features)
-from util.scoring import style_correlation
-from util.errors import DatasetError, OptionError, WeightsFileError
+from util.metrics.scoring import style_correlation
+from util.core.errors import DatasetError, OptionError, WeightsFileError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W, H = 256, 192
@@ -49,7 +49,7 @@ def _read_bytes(root):
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "data.demo", *args], cwd=REPO, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "util.demo_data", *args], cwd=REPO, capture_output=True, text=True)
 
 
 # ----------------------------------------------------------------------------- generator

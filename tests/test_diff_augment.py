@@ -21,7 +21,7 @@ import pytest
 from jittor import nn
 
 from models.diff_augment import OPS, color, cutout, diff_augment, parse_policy, translate, zoom_crop
-from util.errors import OptionError
+from util.core.errors import OptionError
 
 N, C, H, W = 3, 5, 24, 32
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_NET_FLAGS, run_script
-from util import distributed
-from util.errors import OptionError
+from util.core import distributed
+from util.core.errors import OptionError
 
 HAVE_MPI = shutil.which("mpirun") is not None and shutil.which("mpicc") is not None
 needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpirun/mpicc not found: install OpenMPI (Debian/Ubuntu: "
@@ -82,7 +82,7 @@ def test_rank_and_size_come_from_the_mpi_environment(monkeypatch):
 
 
 def test_noise_seeds_differ_per_rank_only_under_mpi():
-    from util.seeding import derive_seed
+    from util.core.seeding import derive_seed
     assert distributed.seed_parts(0, 1) == ()
     seeds = {derive_seed(7, 1, 0, *distributed.seed_parts(r, 2)) for r in range(2)}
     assert len(seeds) == 2
@@ -140,7 +140,7 @@ def one_process_run(tiny_dataset, tmp_path_factory):
 
 @needs_mpi
 def test_two_ranks_train_like_one_process_and_resume(tiny_dataset, one_process_run, tmp_path):
-    from util.checkpoint import read_file, read_net
+    from util.core.checkpoint import read_file, read_net
     ckpt = str(tmp_path)
     common = ["train_phase.py", "--input_path", os.path.join(tiny_dataset, "train"), "--name", "two",
               "--checkpoints_dir", ckpt, *FLAGS]
@@ -185,8 +185,8 @@ def initial_distance(folder, tiny_dataset):
     """{net: L2 distance of epoch 1's parameters from the initial ones} (the networks train_phase.py builds)."""
     from models.trainer import SPADETrainer
     from options import train_options
-    from util import seeding
-    from util.checkpoint import read_net
+    from util.core import seeding
+    from util.core.checkpoint import read_net
     opt, _ = train_options.parse(["--input_path", os.path.join(tiny_dataset, "train"), *FLAGS])
     seeding.seed_everything(opt.seed)
     initial = SPADETrainer(opt).network_states()

@@ -123,7 +123,7 @@ def _to_batch(rgbs):
 
 
 def test_canny_edges_match_the_reference(tiny_dataset, fusion):
-    from data.edges import canny_edges
+    from models.edges import canny_edges
     folder = os.path.join(tiny_dataset, "train", "imgs")
     rgbs = [np.asarray(Image.open(os.path.join(folder, f)).convert("RGB")) for f in sorted(os.listdir(folder))[:2]]
     blobs = ndimage.gaussian_filter(np.random.RandomState(1).rand(96, 128, 3) * 255, (2, 2, 0))
@@ -136,7 +136,7 @@ def test_canny_edges_match_the_reference(tiny_dataset, fusion):
 
 
 def test_edge_target_of_a_step_and_of_a_flat_photo(fusion):
-    from data.edges import edge_target
+    from models.edges import edge_target
     step = np.zeros((96, 128, 3), np.uint8)
     step[:, 60:] = 200
     flat = np.full((96, 128, 3), 90, np.uint8)
@@ -150,7 +150,7 @@ def test_edge_target_of_a_step_and_of_a_flat_photo(fusion):
 # -- training and checkpoints ------------------------------------------------------
 
 def test_progressive_pre_training_is_refused_by_the_options():
-    from util.errors import OptionError
+    from util.core.errors import OptionError
     with pytest.raises(OptionError, match="spade_edge does not support progressive"):
         tiny_train_opt(*EDGE_FLAGS, "--pg_niter", "2")
 
@@ -165,7 +165,7 @@ def trained(tiny_dataset):
     parameters from before them and the loss terms of each step."""
     from data.datasets import PairedDataset
     from models.trainer import SPADETrainer
-    from util.seeding import seed_everything
+    from util.core.seeding import seed_everything
     seed_everything(0)
     opt = tiny_train_opt(*EDGE_FLAGS, "--batchSize", "2", "--lambda_l1", "1",
                          input_path=os.path.join(tiny_dataset, "train"))
@@ -201,7 +201,7 @@ def test_training_steps_have_finite_edge_and_branch_terms_and_change_every_part(
 
 def test_edge_term_is_the_l1_distance_to_the_canny_target(trained, monkeypatch):
     from data.datasets import PairedDataset
-    from data.edges import canny_edges
+    from models.edges import canny_edges
     from models.edge_generator import EdgeGuidedOutputs
     opt, trainer, _, _ = trained
     real = next(iter(PairedDataset(opt.input_path, opt.label_nc, 128, 96, 128, batch_size=2, num_workers=0)))["image"]
@@ -214,8 +214,8 @@ def test_edge_term_is_the_l1_distance_to_the_canny_target(trained, monkeypatch):
 
 def test_checkpoint_round_trip_through_generation_loading(trained, tmp_path):
     """Saved like train_phase.py saves, loaded like test_phase.py loads: the same images."""
-    from util.checkpoint import write_checkpoint
-    from util.generation import load_generator
+    from util.core.checkpoint import write_checkpoint
+    from models.generation import load_generator
     opt, trainer, _, _ = trained
     write_checkpoint(str(tmp_path / "edge"), "1", trainer.network_states())
     gen_opt = copy.copy(opt)

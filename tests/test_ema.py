@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_NET_FLAGS, run_script, tiny_train_opt
-from util import checkpoint
-from util.errors import CheckpointError, OptionError
+from util.core import checkpoint
+from util.core.errors import CheckpointError, OptionError
 
 DECAY = 0.9
 # one iteration per epoch (4 pairs, batch 4): checkpoint N holds the state after N generator steps
@@ -273,7 +273,7 @@ def test_generation_uses_the_ema_generator_unless_no_ema(tiny_dataset, ema_run, 
 
 
 def test_generator_files_needs_every_ema_network(tmp_path):
-    from util.generation import generator_files
+    from models.generation import generator_files
     folder = str(tmp_path / "exp")
     state = {"w": np.zeros(2, np.float32)}
     checkpoint.write_checkpoint(folder, "5", {"G": state, "E": state, "G_ema": state})

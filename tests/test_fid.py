@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import load_data_module
-from util import fid_stats
-from util.errors import WeightsFileError
+from util.metrics import fid_stats
+from util.core.errors import WeightsFileError
 
 ref = load_data_module("make_fid_reference")
 

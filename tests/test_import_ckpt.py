@@ -1,5 +1,5 @@
 """Importing the released SPADE (PyTorch) and APF-GAN (Jittor) generator checkpoints
-(util/import_ckpt.py, util/source_checkpoints.py).
+(util/import_ckpt.py, models/source_checkpoints.py).
 
 For each configuration of the reference manifests (SPADE ade20k, cityscapes,
 coco; APF-GAN G + E) a file with random tensors of exactly the manifest's names
@@ -88,7 +88,7 @@ def save_apf(path, state):
 
 
 def expected_mapping(source, fmt, net="G"):
-    """The documented mapping, written independently of util/source_checkpoints.py."""
+    """The documented mapping, written independently of models/source_checkpoints.py."""
     out = {}
     for key, value in source.items():
         if key.endswith("num_batches_tracked") or (net == "E" and key.startswith(("fc_mu.", "fc_var."))):
@@ -249,7 +249,7 @@ def load_imported(folder, tag="imported"):
     """The imported networks built from the experiment's opt.json, in eval mode."""
     from models.networks import build_networks, load_state
     from options.base_options import ARCHITECTURE_KEYS
-    from util.checkpoint import read_net
+    from util.core.checkpoint import read_net
     saved = saved_options(folder)
     opt = tiny_train_opt()
     for key in ARCHITECTURE_KEYS:
@@ -284,7 +284,7 @@ def assert_close(ours, ref, what):
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_every_tensor_lands_and_options_are_inferred(imported, config):
-    from util.checkpoint import read_net, read_file
+    from util.core.checkpoint import read_net, read_file
     sources, folder, stdout = imported[config]
     fmt = "apf" if config == "apf" else "spade"
     for net, source in sources.items():
@@ -432,7 +432,7 @@ def test_tiny_spade_whole_forward_matches_numpy(tmp_path):
 
 
 def image_h(opt):
-    from options.base_options import image_height
+    from models.layout import image_height
     return image_height(opt)
 
 
@@ -475,7 +475,7 @@ def test_imported_model_fine_tunes_with_continue_train(tiny_dataset, tmp_path, f
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"fine-tuning the {fmt} networks imported" in result.stdout
     assert "D: " in result.stdout  # the discriminator starts fresh, and says so
-    from util.checkpoint import read_net
+    from util.core.checkpoint import read_net
     folder = os.path.join(ckpt, "tuned")
     before, after = read_net(folder, "imported", "G"), read_net(folder, "1", "G")
     assert sorted(before) == sorted(after)
@@ -489,7 +489,7 @@ def test_imported_model_fine_tunes_with_continue_train(tiny_dataset, tmp_path, f
 
 def test_dontcare_255_reads_unlabelled_as_the_last_class(tmp_path):
     from data.image_io import read_label
-    from util.errors import LabelMapError
+    from util.core.errors import LabelMapError
     path = str(tmp_path / "coco.png")
     Image.fromarray(np.array([[0, 181, 255]], np.uint8)).save(path)
     np.testing.assert_array_equal(read_label(path, 183, dontcare_255=True), [[0, 181, 182]])
@@ -498,7 +498,7 @@ def test_dontcare_255_reads_unlabelled_as_the_last_class(tmp_path):
 
 
 def test_style_projection_gives_the_aspect_ratio():
-    from util.source_checkpoints import infer_architecture
+    from models.source_checkpoints import infer_architecture
     ngf, z = 4, 16
     state = {"head_0.norm_0.mlp_shared.0.weight": np.zeros((8, 10, 3, 3), np.float32),
              "head_0.conv_0.weight": np.zeros((16 * ngf, 16 * ngf, 3, 3), np.float32),

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from conftest import load_data_module
-from models.inception import (DEFAULT_INCEPTION_WEIGHTS, FEATURE_LAYERS, InceptionLoss, InceptionV3Features,
+from options.train_options import DEFAULT_INCEPTION_WEIGHTS
+from models.inception import (FEATURE_LAYERS, InceptionLoss, InceptionV3Features,
                               _is_ignored)
-from util.errors import WeightsFileError
+from util.core.errors import WeightsFileError
 
 ref = load_data_module("make_inception_manifests")  # NumPy-only at import time; PyTorch only in its main()
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import TINY_NET_FLAGS, run_script
-from util import checkpoint, merge_ckpt
-from util.errors import CheckpointError, OptionError
+from models import layout
+from util.core import checkpoint
+from util import merge_ckpt
+from util.core.errors import CheckpointError, OptionError
 from util.merge_ckpt import average_states, reestimate_singular_vectors
 
 SCRIPT = os.path.join("util", "merge_ckpt.py")
@@ -271,7 +273,7 @@ def exact_spectral_vectors(state):
 def generate(folder, tag, label):
     import jittor as jt
     from options import test_options
-    from util.generation import generate_batch, load_generator
+    from models.generation import generate_batch, load_generator
     ck, name = os.path.split(folder)
     opt, _, _ = test_options.parse(["--name", name, "--checkpoints_dir", ck, "--which_epoch", tag,
                                     "--input_path", "unused", "--output_path", "unused", "--nThreads", "0"])
@@ -282,7 +284,7 @@ def generate(folder, tag, label):
 def test_averaged_generator_loads_and_generates(tmp_path):
     from models.networks import build_networks
     from options import base_options, train_options
-    from util.seeding import seed_everything
+    from util.core.seeding import seed_everything
     seed_everything(0)
     opt, parser = train_options.parse(["--input_path", "unused", *TINY_NET_FLAGS])
     folder = str(tmp_path / "exp")
@@ -301,7 +303,7 @@ def test_averaged_generator_loads_and_generates(tmp_path):
     assert r.returncode == 0, r.stderr
     assert checkpoint.net_path(folder, "avg_5_6", "G") in r.stdout
 
-    label = np.zeros((base_options.image_height(opt), opt.crop_size), np.uint8)
+    label = np.zeros((layout.image_height(opt), opt.crop_size), np.uint8)
     label[40:, :] = 3
     label[:, 70:] = 17
     outputs = {tag: generate(folder, tag, label) for tag in ("5", "6", "avg_5_6")}

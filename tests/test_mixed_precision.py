@@ -98,6 +98,6 @@ def test_amp_on_the_cpu_trains_in_float32_with_a_note(tiny_dataset, tmp_path):
                         "--max_dataset_size", "2", "--niter", "1", "--amp", "bf16")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--amp bf16: mixed precision needs a GPU" in result.stdout
-    from util.checkpoint import read_file
+    from util.core.checkpoint import read_file
     state = read_file(os.path.join(str(tmp_path), "amp", "latest_state.pkl"))
     assert state["precision"] == {"dtype": None, "scaler": None}

@@ -171,7 +171,7 @@ def test_vgg_weights_loaded_from_torchvision_format(tmp_path):
 
 def test_missing_vgg_weights_message(tmp_path):
     from models.vgg import VGG19Features
-    from util.errors import WeightsFileError
+    from util.core.errors import WeightsFileError
     path = str(tmp_path / "nowhere" / "vgg19-dcbb9e9d.pth")
     with pytest.raises(WeightsFileError) as err:
         VGG19Features.from_file(path)

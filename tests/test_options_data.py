@@ -10,8 +10,10 @@ import pytest
 from conftest import TINY_NET_FLAGS, tiny_train_opt
 from data import transforms
 from data.datasets import EpochSampler, PairedDataset, sample_rng
+from models import layout
 from options import base_options, test_options, train_options
-from util.errors import OptionError
+from util.core import checkpoint
+from util.core.errors import OptionError
 
 W, H = 128, 96
 
@@ -28,7 +30,7 @@ def test_training_defaults():
     assert opt.label_nc == 29
     assert opt.crop_size == 512
     assert opt.aspect_ratio == pytest.approx(4 / 3)
-    assert base_options.image_height(opt) == 384
+    assert layout.image_height(opt) == 384
     assert opt.beta1 == 0.0 and opt.beta2 == 0.9
     assert opt.gan_mode == "hinge"
     assert opt.norm_G == "spectralspadesyncbatch3x3"
@@ -40,7 +42,7 @@ def test_training_defaults():
 
 def test_tiny_settings_are_valid():
     opt = tiny_train_opt()
-    assert (opt.crop_size, base_options.image_height(opt)) == (W, H)
+    assert (opt.crop_size, layout.image_height(opt)) == (W, H)
     assert opt.ngf == 8 and opt.nThreads == 0 and opt.no_vgg_loss
 
 
@@ -94,7 +96,7 @@ def saved_experiment(tmp_path):
     argv = ["--input_path", "unused", *TINY_NET_FLAGS, "--label_nc", "12", "--name", "exp",
             "--checkpoints_dir", str(tmp_path)]
     opt, parser = train_options.parse(argv)
-    folder = base_options.experiment_dir(opt)
+    folder = checkpoint.experiment_dir(opt)
     text = base_options.save_options(opt, parser, folder)
     return opt, folder, text
 

@@ -120,7 +120,7 @@ def test_epoch_schedule_is_apf_gans():
 
 def test_epoch_schedule_options_are_checked():
     from models.progressive import ProgressiveSchedule
-    from util.errors import OptionError
+    from util.core.errors import OptionError
     with pytest.raises(OptionError, match="pg_strategy fade"):
         ProgressiveSchedule(180, 4, "jump", "epoch")
     with pytest.raises(OptionError, match="less than one epoch"):
@@ -131,7 +131,7 @@ def test_epoch_schedule_options_are_checked():
 
 def test_schedule_sizes_finished_describe_and_errors():
     from models.progressive import ProgressiveSchedule, schedule_from_options
-    from util.errors import OptionError
+    from util.core.errors import OptionError
     s = ProgressiveSchedule(180, 4)
     assert [s.size(level, 512, 384) for level in range(4)] == [(64, 48), (128, 96), (256, 192), (512, 384)]
     assert not s.finished(1) and not s.finished(180) and s.finished(181) and s.finished(300)
@@ -441,7 +441,7 @@ def test_finish_progressive_drops_heads_and_optimizer_state_round_trips():
     assert max_abs_diff(state_numpy(trainer.nets["G"]), state_numpy(fresh.nets["G"])) < 1e-6
 
     # a progressive trainer's optimiser state does not fit a finished one
-    from util.errors import CheckpointError
+    from util.core.errors import CheckpointError
     jt.set_global_seed(4)
     progressive = SPADETrainer(opt)
     with pytest.raises(CheckpointError):
@@ -459,7 +459,7 @@ def _seg_noise_modules(g):
 
 def test_seg_noise_starts_at_zero_and_changes_nothing_until_trained():
     from models.networks import build_networks, load_state, one_hot
-    from util.errors import CheckpointError
+    from util.core.errors import CheckpointError
     jt.set_global_seed(10)
     plain = build_networks(tiny_train_opt(), with_discriminator=False)["G"]
     jt.set_global_seed(11)
@@ -576,7 +576,7 @@ def pretrained(tiny_dataset, tmp_path_factory):
 
 
 def test_pretraining_prints_schedule_and_removes_heads(pretrained):
-    from util.checkpoint import read_net, read_state
+    from util.core.checkpoint import read_net, read_state
     ckpt, out = pretrained
     assert "progressive schedule:" in out
     for line in ("epoch 1: 32x24", "epoch 1: 64x48 fading in over 32x24", "epoch 2: 64x48",
@@ -595,7 +595,7 @@ def test_pretraining_prints_schedule_and_removes_heads(pretrained):
 
 def test_resume_in_the_middle_of_a_fade_is_exact(tiny_dataset, pretrained, tmp_path, monkeypatch, capsys):
     from models.trainer import SPADETrainer
-    from util.checkpoint import read_net, read_state
+    from util.core.checkpoint import read_net, read_state
     straight = os.path.join(pretrained[0], "straight")
     ckpt = str(tmp_path)
     # interrupt (as Ctrl-C does) in iteration 3 of epoch 1: the first iteration of the first fade
@@ -638,7 +638,7 @@ def test_pretraining_checkpoint_starts_finetuning(tiny_dataset, pretrained, tmp_
     import test_phase
     from PIL import Image
 
-    from util.checkpoint import read_net, read_state
+    from util.core.checkpoint import read_net, read_state
     ckpt = str(tmp_path / "ckpt")
     shutil.copytree(pretrained[0], ckpt)
     folder = os.path.join(ckpt, "straight")
@@ -672,7 +672,7 @@ def test_pretraining_checkpoint_starts_finetuning(tiny_dataset, pretrained, tmp_
 def test_init_from_a_mid_pretraining_checkpoint_is_refused(tiny_dataset, pretrained, tmp_path):
     import shutil
 
-    from util.errors import CheckpointError
+    from util.core.errors import CheckpointError
     ckpt = str(tmp_path / "ckpt")
     shutil.copytree(pretrained[0], ckpt)
     with pytest.raises(CheckpointError, match="middle of progressive pre-training"):
@@ -682,7 +682,7 @@ def test_init_from_a_mid_pretraining_checkpoint_is_refused(tiny_dataset, pretrai
 def test_generation_refuses_a_mid_pretraining_checkpoint(tiny_dataset, pretrained, tmp_path):
     import test_phase
 
-    from util.errors import CheckpointError
+    from util.core.errors import CheckpointError
     with pytest.raises(CheckpointError, match="middle of progressive pre-training"):
         test_phase.main(["--input_path", os.path.join(tiny_dataset, "test", "labels"), "--output_path",
                          str(tmp_path / "out"), "--name", "straight", "--checkpoints_dir", pretrained[0],
@@ -705,7 +705,7 @@ def _write(path, data):
 
 
 def test_preset_values_overrides_and_errors(tmp_path):
-    from util.errors import OptionError
+    from util.core.errors import OptionError
     p = _write(tmp_path / "p.json", {"options": {"batchSize": 3, "pg_niter": 5, "use_seg_noise": True}})
     opt = _parse("--preset", p)
     assert (opt.batchSize, opt.pg_niter, opt.use_seg_noise) == (3, 5, True)

@@ -8,10 +8,11 @@ import pytest
 
 from conftest import TINY_NET_FLAGS, run_script
 from data import pure_colour
+from util import pure_colour as pure_colour_command
 from data.image_io import read_image, save_image, save_label
 from data.transforms import resize_image
-from util import checkpoint
-from util.errors import CheckpointError, UserError
+from util.core import checkpoint
+from util.core.errors import CheckpointError, UserError
 
 SKY, SEA, MOUNTAIN = 1, 3, 0
 W, H = 32, 24
@@ -106,7 +107,7 @@ def test_load_dictionary_errors_name_the_file(tmp_path):
         pure_colour.load_dictionary(path)
     message = str(err.value)
     assert message.startswith(path) and "no pure-colour dictionary" in message
-    assert "train.py" in message and "python -m data.pure_colour --input_path DATA/train" in message
+    assert "train.py" in message and "python -m util.pure_colour --input_path DATA/train" in message
 
     pure_colour.save_dictionary(path, {SKY: np.zeros((1, 4, 4, 3), np.uint8)})
     data = open(path, "rb").read()
@@ -179,14 +180,14 @@ def test_apply_pure_pick_is_deterministic():
 
 def test_command_line_builds_the_dictionary(train_dir, tmp_path, capsys):
     out = str(tmp_path / "d.pkl")
-    assert pure_colour.main(["--input_path", train_dir, "--out", out, "--width", "16", "--height", "12",
+    assert pure_colour_command.main(["--input_path", train_dir, "--out", out, "--width", "16", "--height", "12",
                              "--no_progress"]) == 0
     printed = capsys.readouterr().out
     assert "sky" in printed and "2 single-class photo(s), 2 kept" in printed
     assert "sea" in printed and "1 single-class photo(s), 1 kept" in printed
     assert pure_colour.load_dictionary(out)[SKY].shape == (2, 12, 16, 3)
     with pytest.raises(UserError):
-        pure_colour.main(["--input_path", str(tmp_path / "nowhere"), "--out", out, "--no_progress"])
+        pure_colour_command.main(["--input_path", str(tmp_path / "nowhere"), "--out", out, "--no_progress"])
 
 
 def test_generation_options(tmp_path):

@@ -11,7 +11,7 @@ from conftest import TINY_NET_FLAGS, run_script
 
 import train as recipe
 from options import presets, train_options
-from util.errors import CheckpointError, OptionError, UserError
+from util.core.errors import CheckpointError, OptionError, UserError
 
 
 @pytest.mark.parametrize("name", presets.available())
@@ -120,7 +120,7 @@ def test_missing_weights_fail_before_any_phase_starts(tmp_path):
 
 
 def test_two_phase_run_ends_with_a_full_resolution_model_that_generates(tiny_dataset, tmp_path):
-    from util import checkpoint
+    from util.core import checkpoint
     ckpt = str(tmp_path / "ck")
     common = ["--input_path", os.path.join(tiny_dataset, "train"), "--name", "two", "--checkpoints_dir", ckpt,
               *TINY_NET_FLAGS, "--batchSize", "4", "--print_freq", "1"]
@@ -166,7 +166,7 @@ def test_improved_recipe_trains_ranks_and_averages_its_ema_generator(tiny_datase
     """As a user, at a tiny size: train.py --recipe improved (both phases, the EMA generator in every
     checkpoint), util/fid.py ranks the fine-tuning checkpoints with their EMA generators and averages the best
     two (EMA included), test.py generates from the average."""
-    from util import checkpoint
+    from util.core import checkpoint
     ckpt = str(tmp_path / "ck")
     common = ["--input_path", os.path.join(tiny_dataset, "train"), "--name", "imp", "--checkpoints_dir", ckpt,
               *TINY_NET_FLAGS, "--load_size", "144", "--batchSize", "4", "--print_freq", "1",

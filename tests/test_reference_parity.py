@@ -388,7 +388,7 @@ def jittors_norms(monkeypatch):
 @pytest.mark.parametrize("norms", ["own", "jittor"])
 @pytest.mark.parametrize("with_noise", [True, False])
 def test_apf_generator_and_mask_encoder_equal_apf(monkeypatch, with_noise, norms):
-    from util.source_checkpoints import map_apf_encoder, map_apf_generator
+    from models.source_checkpoints import map_apf_encoder, map_apf_generator
     if norms == "jittor":
         jittors_norms(monkeypatch)
     g_state, e_state = apf_states(without_noise=not with_noise)
@@ -557,7 +557,7 @@ def apf_heads(key, num_d):
 
 def apf_mapped(net, state, num_d=None):
     """Our state dict of APF-GAN's ``state``; with ``num_d``, its pre-training heads too."""
-    from util.source_checkpoints import map_apf
+    from models.source_checkpoints import map_apf
     mapped = map_apf(net, state)[0]
     if num_d is not None and net == "G":
         mapped.update({apf_heads(k, num_d): v for k, v in state.items() if k.startswith("inter_conv_img.")})
@@ -567,7 +567,7 @@ def apf_mapped(net, state, num_d=None):
 def apf_renamed(net, tensors, num_d=None):
     """{our name: value} of APF-GAN ``tensors`` by name, without folding (seg-noise biases left out); with
     ``num_d`` the pre-training heads are named too."""
-    from util.source_checkpoints import apf_key
+    from models.source_checkpoints import apf_key
     out = {apf_key(net, k): v for k, v in tensors.items()
            if apf_key(net, k) is not None and not k.endswith(".seg_noise_var.bias")}
     if num_d is not None and net == "G":

@@ -18,9 +18,9 @@ from conftest import TINY_NET_FLAGS, run_script
 from data import folders
 from data.datasets import EpochSampler, LabelFolderDataset, PairedDataset, raise_batch_errors
 from data.image_io import read_image, read_label, save_label
-from util.cli import run_main
-from util.device import resolve_gpu_mode
-from util.errors import (DatasetError, ImageFileError, LabelMapError, OptionError, UserError)
+from util.core.cli import run_main
+from util.core.device import resolve_gpu_mode
+from util.core.errors import (DatasetError, ImageFileError, LabelMapError, OptionError, UserError)
 
 W, H = 128, 96
 LABEL_NC = 29
@@ -418,7 +418,7 @@ def test_train_phase_label_values_fail_on_first_batch(tiny_dataset, tmp_path):
 
 
 def test_train_phase_gpu_on_without_gpu(tiny_dataset, tmp_path):
-    from util.device import count_cuda_devices
+    from util.core.device import count_cuda_devices
     if count_cuda_devices() > 0:
         pytest.skip("this machine has a CUDA GPU")
     proc = train(os.path.join(tiny_dataset, "train"), tmp_path, "--gpu", "on")
@@ -464,7 +464,7 @@ def test_test_phase_empty_label_folder(tmp_path, experiment):
 
 
 def test_test_phase_gpu_on_without_gpu(tiny_dataset, tmp_path, experiment):
-    from util.device import count_cuda_devices
+    from util.core.device import count_cuda_devices
     if count_cuda_devices() > 0:
         pytest.skip("this machine has a CUDA GPU")
     proc = generate(tmp_path, os.path.join(tiny_dataset, "test", "labels"), "--gpu", "on")
@@ -474,7 +474,7 @@ def test_test_phase_gpu_on_without_gpu(tiny_dataset, tmp_path, experiment):
 
 def test_format_error_keeps_long_paths_whole():
     """Wrapping a long message must not split a path (at its hyphens or anywhere else)."""
-    from util.cli import format_error
+    from util.core.cli import format_error
     path = "/tmp/pytest-of-some-user/pytest-12/a-long-folder-name-with-many-hyphens/" + "x" * 120 + "/demo-1.png"
     text = format_error(DatasetError(f"{path}: label map holds class ids outside 0..28: 31 (5 px). " * 2))
     lines = text.split("\n")

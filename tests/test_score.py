@@ -1,4 +1,4 @@
-"""The challenge scorer: histogram correlation and formulas (util/scoring.py),
+"""The challenge scorer: histogram correlation and formulas (util/metrics/scoring.py),
 and the command line util/score.py with its segmenters, style references and FID."""
 
 import json
@@ -11,8 +11,9 @@ import pytest
 
 from conftest import run_script
 from data.image_io import read_image, read_label, save_image
-from util import score, scoring
-from util.errors import DatasetError, OptionError, WeightsFileError
+from util import score
+from util.metrics import scoring
+from util.core.errors import DatasetError, OptionError, WeightsFileError
 
 SCRIPT = os.path.join("util", "score.py")
 

@@ -1,4 +1,4 @@
-"""Model selection by FID (util/selection.py): the pure helpers, checkpoint ranking with util/fid.py
+"""Model selection by FID (util/metrics/selection.py): the pure helpers, checkpoint ranking with util/fid.py
 and multi-seed generation keeping the best run with test.py, end to end on a tiny generator.
 
 The FIDs use conftest's random FID Inception weights on the tiny dataset (12 photos, 3 label maps):
@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY_NET_FLAGS, load_module, run_script
-from util import checkpoint, selection
-from util.errors import CheckpointError, DatasetError, OptionError, WeightsFileError
-from util.selection import parse_tags, rank, ranking_csv, run_seeds
+from util.core import checkpoint
+from util.metrics import selection
+from util.core.errors import CheckpointError, DatasetError, OptionError, WeightsFileError
+from util.metrics.selection import parse_tags, rank, ranking_csv, run_seeds
 
 FID_SCRIPT = os.path.join("util", "fid.py")
 NAME = "sel"
@@ -119,7 +120,7 @@ def experiment(tmp_path_factory, selection_data):
     tiny_dataset = selection_data
     from models.networks import build_networks
     from options import base_options, train_options
-    from util.seeding import seed_everything
+    from util.core.seeding import seed_everything
 
     ckpts = str(tmp_path_factory.mktemp("selection") / "checkpoints")
     folder = os.path.join(ckpts, NAME)
@@ -290,7 +291,7 @@ def test_fid_script_errors_exit_2(experiment, fid_weights_file, tmp_path):
     assert "none of the tags 7-9 has a checkpoint" in message and "available: 3, 4" in message
     assert "no checkpoint for 3 of 3 tags, skipped: 7, 8, 9" in r.stdout
 
-    from models.inception import FID_WEIGHTS_URL
+    from models.pretrained import FID_WEIGHTS_URL
     missing = str(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     r = run_script(FID_SCRIPT, *fid_args(experiment, missing, "3"), timeout=300)
     assert r.returncode == 2, r.stderr

@@ -13,7 +13,7 @@ import pytest
 from conftest import run_script, tiny_train_opt
 from data import references
 from data.demo import scene_tone, write_dataset
-from util.errors import DatasetError, OptionError
+from util.core.errors import DatasetError, OptionError
 
 # -- encoder and losses -----------------------------------------------------------------------------------------------
 
@@ -320,7 +320,7 @@ def test_style_encoder_trains_with_the_progressive_recipe(style_model, tmp_path)
     with open(tmp_path / "pg" / "loss_log.txt") as f:
         log = f.read()
     assert "KLD:" in log and "G_style:" in log
-    from util.checkpoint import read_net
+    from util.core.checkpoint import read_net
     before, after = read_net(str(tmp_path / "pg"), "1", "Es"), read_net(str(tmp_path / "pg"), "3", "Es")
     assert any(not np.array_equal(before[k], after[k]) for k in before)  # the encoder learns during and after
     proc = run_script("test_phase.py", "--input_path", style_model.labels, "--output_path", str(tmp_path / "out"),

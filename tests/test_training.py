@@ -25,7 +25,7 @@ def train(data, ckpt, name, *extra):
 
 
 def load_net(ckpt, name, tag, net="G"):
-    from util.checkpoint import read_net
+    from util.core.checkpoint import read_net
     return read_net(os.path.join(ckpt, name), tag, net)
 
 
@@ -48,7 +48,7 @@ def test_resume_after_one_epoch_matches_straight_training(tiny_dataset, straight
     assert "resumed from latest: epoch 2" in out.stdout
     for net in ("G", "D"):
         assert max_abs_diff(load_net(straight_run, "straight", "2", net), load_net(ckpt, "resumed", "2", net)) < 1e-5
-    from util.checkpoint import read_file
+    from util.core.checkpoint import read_file
     state = read_file(os.path.join(ckpt, "resumed", "2_state.pkl"))
     assert state["total_iters"] == 6 and state["next_epoch"] == 3
 
@@ -74,7 +74,7 @@ def test_ctrl_c_saves_latest_and_resume_is_exact(tiny_dataset, straight_run, tmp
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
-    from util.checkpoint import read_file
+    from util.core.checkpoint import read_file
     state = read_file(os.path.join(ckpt, "int", "latest_state.pkl"))
     assert (state["next_epoch"], state["next_iter"]) < (3, 0)  # stopped before the end
     train(tiny_dataset, ckpt, "int", "--niter", "2", "--continue_train")
@@ -84,8 +84,8 @@ def test_ctrl_c_saves_latest_and_resume_is_exact(tiny_dataset, straight_run, tmp
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch, capsys):
     import train_phase
     from models.trainer import SPADETrainer
-    from util.checkpoint import read_state
-    from util.errors import TrainingDivergedError
+    from util.core.checkpoint import read_state
+    from util.core.errors import TrainingDivergedError
     ckpt = str(tmp_path)
     args = ["--input_path", os.path.join(tiny_dataset, "train"), "--name", "nan", "--checkpoints_dir", ckpt,
             *TRAIN_FLAGS, "--niter", "3", "--gpu", "off"]

@@ -33,10 +33,10 @@ values) and random label maps / photos, it measures:
   grows, so it is the peak reserved). Both peaks are of the process so far:
   run one phase at a time (--phases) for a per-phase figure.
 * flops: multiply-adds of every convolution and linear layer (2 FLOPs each;
-  util/flops.py), from Jittor's lazy graph at the preset's real sizes without
+  util/metrics/flops.py), from Jittor's lazy graph at the preset's real sizes without
   executing it: forward FLOPs per image of G, D (all scales), VGG19 and
   InceptionV3, and FLOPs per training iteration (both steps, backward pass
-  included: util/flops.py explains the 1x/2x/3x accounting). With train, the
+  included: util/metrics/flops.py explains the 1x/2x/3x accounting). With train, the
   achieved TFLOP/s = FLOPs per iteration x iterations/s, and with
   --peak_tflops the utilisation of the device's peak.
 
@@ -74,9 +74,9 @@ import time
 import numpy as np
 
 from options.base_options import HelpFormatter, positive_float, positive_int
-from util import device, distributed
-from util.cli import run_main
-from util.errors import OptionError
+from util.core import device, distributed
+from util.core.cli import run_main
+from util.core.errors import OptionError
 
 PARTS = ("train", "generate", "loader", "flops")
 PHASES = ("pretrain", "finetune")
@@ -277,7 +277,7 @@ def ensure_weights(opts, tmp):
 
 
 def settings_of(opt):
-    from options.base_options import image_height
+    from models.layout import image_height
     return {"size": f"{opt.crop_size}x{image_height(opt)}", "ngf": opt.ngf, "ndf": opt.ndf, "num_D": opt.num_D,
             "n_layers_D": opt.n_layers_D, "num_upsampling_layers": opt.num_upsampling_layers,
             "label_nc": opt.label_nc, "spade_hidden": opt.spade_hidden, "batch": opt.batchSize,
@@ -306,7 +306,7 @@ def timed_passes(step, iters, repeats, warmup, finish):
 
 def random_batches(opt, n, count=2, seed=0):
     """``count`` (label uint8 [n, H, W], photo float32 [n, 3, H, W] in [-1, 1]) as the loader yields them."""
-    from options.base_options import image_height
+    from models.layout import image_height
     rs = np.random.RandomState(seed)
     h, w = image_height(opt), opt.crop_size
     return [(rs.randint(0, opt.label_nc, (n, h, w)).astype(np.uint8),
@@ -379,7 +379,7 @@ def measure_loader(root, opt, threads, batch, repeats):
     import jittor as jt
 
     from data.datasets import PairedDataset, raise_batch_errors
-    from options.base_options import image_height
+    from models.layout import image_height
     dataset = PairedDataset(root, opt.label_nc, opt.crop_size, image_height(opt), opt.load_size,
                             allow_flip=not opt.no_flip, seed=opt.seed, batch_size=batch, num_workers=threads)
     state = {"epoch": 0}
@@ -417,7 +417,7 @@ def count_flops(opt, use_cuda=False):
     from models.mixed_precision import MixedPrecision
     from models.networks import one_hot
     from models.trainer import SPADETrainer
-    from util import flops
+    from util.metrics import flops
 
     start = time.perf_counter()
     trainer = SPADETrainer(opt, 1, MixedPrecision.for_device(opt.amp, use_cuda)[0])
@@ -653,7 +653,7 @@ def main(argv=None):
           f"lower the timings)")
     print_table(table_rows(results))
     if args.json:
-        from util.checkpoint import write_text
+        from util.core.checkpoint import write_text
         write_text(args.json, json.dumps(results, indent=1))
         print(f"wrote {args.json}")
     sys.stdout.flush()
@@ -680,7 +680,7 @@ def write_loader_dataset(root, total, unique, width, height):
 
 
 def run_loader(args, opt, tmp, log):
-    from options.base_options import image_height
+    from models.layout import image_height
     threads = args.loader_threads or list(dict.fromkeys([0, opt.nThreads]))
     h = image_height(opt)
     if args.data:

@@ -35,8 +35,8 @@ import time
 import numpy as np
 
 from options.base_options import HelpFormatter, positive_int
-from util import device
-from util.cli import run_main
+from util.core import device
+from util.core.cli import run_main
 
 SETTINGS = {
     "real": {"width": 512, "height": 384, "ngf": 64, "num_upsampling_layers": "apf_more"},
@@ -91,7 +91,7 @@ def main(argv=None):
     from models.inception import InceptionV3Features
     from models.networks import build_networks, one_hot
     from options import test_options
-    from util import fid_stats
+    from util.metrics import fid_stats
 
     jt.set_global_seed(0)
     rs = np.random.RandomState(0)
@@ -155,7 +155,7 @@ def main(argv=None):
     for name, seconds in rows:
         print(f"  {name:<30} {seconds:9.1f} s")
     if args.json:
-        from util.checkpoint import write_text
+        from util.core.checkpoint import write_text
         write_text(args.json, json.dumps(results, indent=1))
         print(f"wrote {args.json}")
     sys.stdout.flush()

@@ -15,13 +15,13 @@ import sys
 
 import numpy as np
 
-from data import segmenter
+from util.metrics import segmenter
 from data.folders import test_labels
 from data.image_io import read_image, read_label, save_image
 from data.labels import colorize
-from util.cli import run_main
-from util.errors import DatasetError
-from util.visualizer import comparison_page
+from util.core.cli import run_main
+from util.core.errors import DatasetError
+from models.training_page import comparison_page
 
 
 def build_parser():

@@ -9,7 +9,7 @@ tags such as avg_273_299 or latest, or a comma-separated mix), the generator
 of CKPT_DIR (an experiment folder, CHECKPOINTS_DIR/NAME) turns every label map
 of TEST_LABELS into an image (seed --seed, JPEG as test.py writes them), and
 the FID of those images against the photos of TRAIN_IMGS is computed
-(pytorch-fid's method and weights, see util/fid_stats.py). Tags without a
+(pytorch-fid's method and weights, see util/metrics/fid_stats.py). Tags without a
 checkpoint are reported and skipped. The table, sorted by FID (lowest first),
 is printed and written as fid_ranking.csv and fid_ranking.json in CKPT_DIR.
 
@@ -38,9 +38,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from options.base_options import HelpFormatter, non_negative_int, positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
-from util import device, distributed  # noqa: E402
-from util.cli import run_main  # noqa: E402
-from util.errors import CheckpointError, OptionError  # noqa: E402
+from util.core import device, distributed  # noqa: E402
+from util.core.cli import run_main  # noqa: E402
+from util.core.errors import CheckpointError, OptionError  # noqa: E402
 
 RANKING_NAME = "fid_ranking"
 
@@ -109,8 +109,8 @@ def load_ranking(path):
 
 
 def write_ranking(folder, record, ranked):
-    from util.checkpoint import write_text
-    from util.selection import ranking_csv
+    from util.core.checkpoint import write_text
+    from util.metrics.selection import ranking_csv
     record = dict(record, ranking=[r["tag"] for r in ranked])
     write_text(os.path.join(folder, RANKING_NAME + ".json"), json.dumps(record, indent=1))
     write_text(os.path.join(folder, RANKING_NAME + ".csv"), ranking_csv(ranked))
@@ -120,21 +120,22 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     distributed.require_single_process("util/fid.py")
     checkpoints_dir, name, tags_text = experiment_folder(args)
-    from util.selection import parse_tags
+    from util.metrics.selection import parse_tags
     tags = parse_tags(tags_text)
     if args.average_best == 1 or args.average_best < 0:
         raise OptionError("--average_best needs K >= 2 checkpoints (0: no averaging).")
-    from util import fid_stats
+    from util.metrics import fid_stats
     resize_to = fid_stats.parse_size(args.resize_to)
     train_imgs = photo_folder(args.train_imgs)
     fid_stats.image_files(train_imgs)  # a bad reference folder fails before anything runs
     use_cuda = device.setup(args.gpu)
 
     from options import test_options
-    from util import checkpoint, merge_ckpt
+    from util.core import checkpoint
+    from util import merge_ckpt
     from models.networks import network_names
-    from util.generation import generator_files, load_generator
-    from util.selection import file_signature, generate_and_score, rank, ranking_table
+    from models.generation import generator_files, load_generator
+    from util.metrics.selection import file_signature, generate_and_score, rank, ranking_table
 
     folder = os.path.join(checkpoints_dir, name)
     work_dir = os.path.join(folder, "fid_eval")

@@ -4,7 +4,7 @@
     python util/import_ckpt.py --format apf avg_273_299_net_G.pkl avg_273_299_net_E.pkl --name apf
 
 Reads the file(s) without PyTorch (Jittor reads PyTorch's zip format), maps
-every tensor to this framework's parameter names (util/source_checkpoints.py),
+every tensor to this framework's parameter names (models/source_checkpoints.py),
 infers the architecture from the shapes, checks that the mapped tensors fill
 exactly the model built from it (every source tensor used, every parameter
 filled, equal shapes: otherwise an error naming them, and nothing is written),
@@ -34,11 +34,12 @@ import zipfile
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from models import layout  # noqa: E402
 from options import base_options  # noqa: E402
-from util import device  # noqa: E402
-from util.cli import run_main  # noqa: E402
-from util.errors import OptionError  # noqa: E402
-from util.source_checkpoints import FORMATS, SourceCheckpointError  # noqa: E402
+from util.core import device  # noqa: E402
+from util.core.cli import run_main  # noqa: E402
+from util.core.errors import OptionError  # noqa: E402
+from models.source_checkpoints import FORMATS, SourceCheckpointError  # noqa: E402
 
 TAG = "imported"
 PYTORCH_SUFFIXES = (".pth", ".pt", ".bin")
@@ -63,7 +64,7 @@ def build_parser():
     p.add_argument("--label_edges", type=base_options.switch, default=None, metavar="yes|no",
                    help="whether the last label channel is the (instance) edge map (default: from the released "
                         "configuration with that many channels)")
-    p.add_argument("--num_upsampling_layers", choices=tuple(base_options.LAYOUTS), default=None,
+    p.add_argument("--num_upsampling_layers", choices=tuple(layout.LAYOUTS), default=None,
                    help="the generator layout, when the released configuration's is not the right one (SPADE's "
                         "'normal' and 'more' have the same parameters: by default cityscapes-shaped generators "
                         "are spade_more, the others normal; see train.py --help)")
@@ -77,7 +78,7 @@ def read_source(path, fmt, what):
     """The state dict in ``path`` as {name: numpy array}; SourceCheckpointError saying why it cannot be read."""
     import jittor as jt  # noqa: F401  (Jittor pickles may hold Jittor arrays)
 
-    from util.source_checkpoints import as_arrays
+    from models.source_checkpoints import as_arrays
     if not os.path.isfile(path):
         raise SourceCheckpointError(f"{path}: {what} file not found.")
     with open(path, "rb") as f:
@@ -161,7 +162,7 @@ def training_options(args, arch):
 
 def map_sources(args):
     """({net: mapped state dict}, [notes]) of the source file(s)."""
-    from util import source_checkpoints as sc
+    from models import source_checkpoints as sc
     g = read_source(args.src, args.format, "generator")
     if args.format == "spade":
         if args.src_e is not None:
@@ -183,8 +184,8 @@ def main(argv=None):
     device.setup(args.gpu)
 
     from models.networks import build_networks
-    from util import checkpoint
-    from util.source_checkpoints import compare_states, infer_architecture
+    from util.core import checkpoint
+    from models.source_checkpoints import compare_states, infer_architecture
 
     folder = os.path.join(args.checkpoints_dir, args.name)
     if os.path.exists(checkpoint.net_path(folder, TAG, "G")) and not args.force:
@@ -208,7 +209,7 @@ def main(argv=None):
         "imported": args.format, "sources": [p for p in (args.src, args.src_e) if p],
         "next_epoch": 1, "next_iter": 0, "total_iters": 0, "phase": "imported"})
     base_options.save_options(opt, parser, folder)
-    h = base_options.image_height(opt)
+    h = layout.image_height(opt)
     print(f"imported {args.format} checkpoint ({released['dataset']}) -> {folder}/{TAG}_net_"
           f"{'{G,E}' if 'E' in states else 'G'}.pkl")
     for note in notes + arch_notes:
@@ -216,7 +217,7 @@ def main(argv=None):
     print("inferred options:")
     print(f"  label input: {released['input']} -> --label_nc {opt.label_nc}"
           f"{' --label_edges' if opt.label_edges else ''}{' --dontcare_255' if opt.dontcare_255 else ''} "
-          f"({base_options.semantic_nc(opt)} channels)")
+          f"({layout.semantic_nc(opt)} channels)")
     for key in ("ngf", "num_upsampling_layers", "norm_G", *(("norm_E",) if "E" in states else ()), "spade_hidden",
                 "encode_mask", "use_vae", "use_seg_noise"):
         print(f"  --{key} {getattr(opt, key)}")

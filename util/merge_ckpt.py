@@ -52,9 +52,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import numpy as np  # noqa: E402
 
-from util import checkpoint  # noqa: E402
-from util.cli import run_main  # noqa: E402
-from util.errors import CheckpointError, OptionError, few  # noqa: E402
+from util.core import checkpoint  # noqa: E402
+from util.core.cli import run_main  # noqa: E402
+from util.core.errors import CheckpointError, OptionError, few  # noqa: E402
 
 POWER_ITERATIONS = 30
 EPS = 1e-12  # as SpectralNormed.eps
@@ -176,7 +176,7 @@ EMA_NETS = {checkpoint.ema_name(n): f"EMA {what}" for n, what in
 
 def ema_to_merge(tags, present, networks):
     """(EMA networks every tag has, note or None): the EMA copies (G_ema, ...) of the networks in ``present``,
-    when all tags have all of them (``networks``: {tag: ``util.checkpoint.networks_of``}); otherwise none, and
+    when all tags have all of them (``networks``: {tag: ``util.core.checkpoint.networks_of``}); otherwise none, and
     a note why."""
     wanted = [checkpoint.ema_name(n) for n in present]
     having = {t for t in tags if all(n in networks[t] for n in wanted)}

@@ -16,7 +16,7 @@ mask accuracy (needs a segmenter)
     size than the label map is resized to it nearest-neighbour.
     Segmenters:
       --segmenter demo --seg_train DIR      fit the built-in demo segmenter
-                                            (data/segmenter.py) on DIR/imgs +
+                                            (util/metrics/segmenter.py) on DIR/imgs +
                                             DIR/labels (optionally --save_segmenter FILE)
       --segmenter demo --segmenter_file F   load a demo segmenter saved before
       --segmenter MODULE:FACTORY [--segmenter_weights PATH]
@@ -35,7 +35,7 @@ mask accuracy (needs a segmenter)
 FID (needs --train_imgs and the Inception weights)
     Frechet Inception Distance between the generated images (those paired with
     a label map) and the photos of --train_imgs, with pytorch-fid's FID
-    InceptionV3 (util/fid_stats.py). Without the weights file at the default
+    InceptionV3 (util/metrics/fid_stats.py). Without the weights file at the default
     --inception_weights, FID is reported unavailable with where to get it; a
     missing file given explicitly with --inception_weights is an error.
 
@@ -67,7 +67,7 @@ colour transfer (--color_transfer reinhard; needs --ref_json and --ref_dir)
 aesthetic (--aesthetic X)
     There is no aesthetic model here: pass a score 0..10 computed elsewhere.
 
-Formulas (util/scoring.py)
+Formulas (util/metrics/scoring.py)
     main track:  mask_acc * (aesthetic/10*0.5 + (100-FID)/100*0.5)
     style track: mask_acc * (aesthetic*0.2 + (style*0.5+0.5)*0.3 + (100-FID)/100*0.5)
     with style the mean raw correlation. The style track's aesthetic*0.2 (not
@@ -95,13 +95,14 @@ from PIL import Image  # noqa: E402
 from data.folders import find_label_dir, test_labels  # noqa: E402
 from data import colour_transfer, references  # noqa: E402
 from data.image_io import read_image, read_label, save_image  # noqa: E402
-from data.segmenter import DemoSegmenter, fit_from_folder, mask_accuracy  # noqa: E402
+from util.metrics.segmenter import DemoSegmenter, fit_from_folder, mask_accuracy  # noqa: E402
 from options.base_options import positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
-from util import device, scoring  # noqa: E402
-from util.cli import run_main  # noqa: E402
+from util.core import device  # noqa: E402
+from util.metrics import scoring  # noqa: E402
+from util.core.cli import run_main  # noqa: E402
 from util.demo_report import find_generated  # noqa: E402
-from util.errors import DatasetError, OptionError, WeightsFileError  # noqa: E402
+from util.core.errors import DatasetError, OptionError, WeightsFileError  # noqa: E402
 
 
 RESIZE_NOTE = ("generated image resized to the label map's size (Pillow bicubic) when they differ; "
@@ -338,14 +339,14 @@ def transfer_summary(args, per_image, mask_acc, style):
 def prepare_fid(args):
     """(weights path, resize, None) when FID can run, or (None, None, reason) when it is unavailable.
 
-    Sets up Jittor (``--gpu``) first: util.fid_stats is imported only after that.
+    Sets up Jittor (``--gpu``) first: util.metrics.fid_stats is imported only after that.
     """
     if not args.train_imgs:
         return None, None, "not requested (give --train_imgs, the training photos, to compute it)"
     if not os.path.isdir(args.train_imgs):
         raise DatasetError(f"{args.train_imgs}: training photo folder (--train_imgs) not found.")
     device.setup(args.gpu)
-    from util import fid_stats
+    from util.metrics import fid_stats
 
     resize = fid_stats.parse_size(args.fid_resize)
     path = args.inception_weights or DEFAULT_INCEPTION_WEIGHTS
@@ -358,7 +359,7 @@ def prepare_fid(args):
 
 def compute_fid(args, weights, resize, gen_files):
     """FID of ``gen_files`` against the photos of --train_imgs, and the number of those photos."""
-    from util import fid_stats
+    from util.metrics import fid_stats
 
     extractor = fid_stats.load_extractor(weights, args.fid_batch_size)
     reference, where = fid_stats.reference_statistics(extractor, args.train_imgs, args.stats_cache, resize)
@@ -465,7 +466,7 @@ def main(argv=None):
               "per_image": per_image}
     print_report(result)
     if args.json:
-        from util.checkpoint import write_text
+        from util.core.checkpoint import write_text
         write_text(args.json, json.dumps(result, indent=2))
         print(f"JSON: {args.json}")
     return 0

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 
-from util.errors import OptionError
+from util.core.errors import OptionError
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from data.image_io import IMAGE_EXTENSIONS, list_files, read_image
-from util.errors import DatasetError, UserError
+from util.core.errors import DatasetError, UserError
 
 FEATURE_DIMS = 2048
 DEFAULT_BATCH_SIZE = 50
@@ -204,7 +204,7 @@ def load_extractor(weights_path, batch_size=DEFAULT_BATCH_SIZE):
     """
     from models.inception import InceptionV3Features, MISSING_MESSAGE
     from models.pretrained import read_state_dict
-    from util.errors import WeightsFileError
+    from util.core.errors import WeightsFileError
 
     if not os.path.isfile(weights_path):
         raise WeightsFileError(fid_weights_missing(weights_path))
@@ -219,7 +219,7 @@ def load_extractor(weights_path, batch_size=DEFAULT_BATCH_SIZE):
 
 def fid_weights_missing(path):
     """The message for missing FID weights: where to get them and where to put them."""
-    from options.train_options import FID_WEIGHTS_URL  # not models.inception: no Jittor before device.setup
+    from models.pretrained import FID_WEIGHTS_URL  # Jittor-free: called before device.setup
     return (f"{path}: FID Inception weights not found. Download pt_inception-2015-12-05-6726825d.pth "
             f"({FID_WEIGHTS_URL}) on a machine with internet access and put it at {path}, or pass "
             f"--inception_weights PATH.")

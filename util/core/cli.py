@@ -4,7 +4,7 @@ failures (``UserError``) into a one-paragraph message and a non-zero exit."""
 import sys
 import textwrap
 
-from util.errors import UserError
+from util.core.errors import UserError
 
 
 def format_error(err):

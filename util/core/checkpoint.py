@@ -27,7 +27,7 @@ import shutil
 
 import numpy as np
 
-from util.errors import CheckpointError
+from util.core.errors import CheckpointError
 
 MAGIC = b"HCAJSLHD"
 
@@ -58,6 +58,11 @@ EMA_SUFFIX = "_ema"
 def ema_name(net):
     """The checkpoint name of the EMA copy of network ``net``: G -> G_ema."""
     return net + EMA_SUFFIX
+
+
+def experiment_dir(opt):
+    """The experiment folder of parsed options: CHECKPOINTS_DIR/NAME."""
+    return os.path.join(opt.checkpoints_dir, opt.name)
 
 
 def net_path(folder, tag, net):

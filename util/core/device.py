@@ -12,7 +12,7 @@ import ctypes
 import os
 import sys
 
-from util.errors import OptionError
+from util.core.errors import OptionError
 
 GPU_MODES = ("auto", "on", "off")
 
@@ -68,7 +68,7 @@ def setup(mode="auto", quiet_logs=True):
             raise OptionError("the device was already chosen for this process; cannot switch CPU/GPU.")
         return use_cuda
     if "jittor" in sys.modules and not use_cuda:
-        raise RuntimeError("util.device.setup() must run before jittor is imported")
+        raise RuntimeError("util.core.device.setup() must run before jittor is imported")
     if quiet_logs:
         os.environ.setdefault("log_silent", "1")
     if not use_cuda:

@@ -28,14 +28,15 @@ import numpy as np
 
 from data.datasets import LabelFolderDataset, raise_batch_errors
 from data.image_io import read_image, read_label, save_image
+from data import references
 from data.references import transfer_toward
 from data.transforms import array_to_image, image_to_array, resize_image
 from models.encoder import ImageEncoder
+from models.layout import image_height
 from models.networks import build_networks, is_seg_noise, load_state, semantic_input
-from options.base_options import experiment_dir, image_height
-from util import checkpoint
-from util.errors import CheckpointError
-from util.seeding import derive_seed, seed_everything
+from util.core import checkpoint
+from util.core.errors import CheckpointError
+from util.core.seeding import derive_seed, seed_everything
 
 
 class GenerationNetworks(dict):
@@ -51,8 +52,8 @@ class GenerationNetworks(dict):
 def generator_files(opt, roles):
     """({role: network name in the checkpoint}, note) for the generation networks ``roles`` (G, E, Es) of
     checkpoint --which_epoch: their EMA networks (G_ema, ...) when the checkpoint has all of them
-    (``util.checkpoint.networks_of``) and --no_ema is not given, otherwise the networks themselves."""
-    folder, tag = experiment_dir(opt), str(opt.which_epoch)
+    (``util.core.checkpoint.networks_of``) and --no_ema is not given, otherwise the networks themselves."""
+    folder, tag = checkpoint.experiment_dir(opt), str(opt.which_epoch)
 
     def files(names):
         return ", ".join(os.path.basename(checkpoint.net_path(folder, tag, name)) for name in names)
@@ -81,7 +82,7 @@ def load_generator(opt, style_encoder=False, files=None):
     a recipe whose fine-tuning adds it) load too: their seg-noise parameters
     stay zero, so they generate exactly as they were trained.
     """
-    folder = experiment_dir(opt)
+    folder = checkpoint.experiment_dir(opt)
     tag = str(opt.which_epoch)
     if not os.path.isfile(checkpoint.net_path(folder, tag, "G")):
         tags = checkpoint.available_tags(folder)
@@ -201,4 +202,35 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
                 written.append(path)
             if progress is not None:
                 progress.update(len(batch["path"]))
+    return written
+
+
+def generate_from_options(opt, notes=(), saved=None, use_cuda=False):
+    """One seeded generation run with parsed generation options, reporting on the console: every label map
+    of --input_path to an image in --output_path. ``saved``: the experiment's saved options (for the
+    training photos of the style track). Returns the written paths."""
+    import sys
+
+    from tqdm import tqdm
+
+    from data.folders import test_labels
+    from data.pure_colour import from_options
+
+    labels = test_labels(opt.input_path, opt.max_dataset_size)
+    total = len(labels)
+    # bad references or a missing or bad dictionary stop here, before any generation
+    style, style_notes = references.from_options(opt, [os.path.basename(p) for p in labels], saved)
+    for note in [*notes, *style_notes]:
+        print(note)
+    pure = from_options(opt)
+    nets = load_generator(opt, style_encoder=style is not None)
+    print(nets.note)
+    print(f"generating {total} images with {opt.name} (checkpoint {opt.which_epoch}) on "
+          f"{'GPU' if use_cuda else 'CPU'} -> {opt.output_path}")
+    with tqdm(total=total, desc="generating", dynamic_ncols=True, file=sys.stderr) as bar:
+        written = generate_folder(nets, opt, opt.input_path, opt.output_path, opt.image_format,
+                                  opt.jpeg_quality, progress=bar, pure=pure, style=style)
+    print(f"wrote {len(written)} images to {opt.output_path}")
+    if pure is not None:
+        print(f"{len(pure.used)} of {len(written)} images used the pure-colour dictionary")
     return written

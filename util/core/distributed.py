@@ -11,13 +11,13 @@ mpirun every function is the single-process identity.
 
 ``--batchSize`` is the global batch: each of K ranks trains on batchSize / K
 images per iteration, so the learning rate means the same for any K.
-The collective operations import Jittor: call them after ``util.device.setup``.
+The collective operations import Jittor: call them after ``util.core.device.setup``.
 """
 
 import os
 import shutil
 
-from util.errors import OptionError
+from util.core.errors import OptionError
 
 # Jittor recognises an MPI launch by OpenMPI's environment (jittor.compile_extern.inside_mpi); so does
 # this module, which lets the scripts ask before Jittor is imported.

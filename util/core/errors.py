@@ -3,7 +3,7 @@
 Every error a user can cause by what they pass in (a bad file, a missing
 weight file, an option that makes no sense) is raised as a ``UserError``
 subclass. Entry points catch ``UserError`` and print its message without a
-traceback (see ``util.cli.run_main``); anything else is a bug and keeps its
+traceback (see ``util.core.cli.run_main``); anything else is a bug and keeps its
 traceback.
 """
 

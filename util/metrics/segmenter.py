@@ -22,7 +22,7 @@ import numpy as np
 
 from data.image_io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, list_files, read_image, read_label
 from data.labels import NUM_CLASSES
-from util.errors import DatasetError, WeightsFileError
+from util.core.errors import DatasetError, WeightsFileError
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 files predate the context columns

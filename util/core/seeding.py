@@ -11,8 +11,8 @@ def derive_seed(*parts):
 
 
 def seed_everything(seed):
-    """Seed Python, NumPy and Jittor (imported lazily: call util.device.setup first) with ``seed`` as it is,
-    in every MPI rank too (per-rank seeds are the caller's choice: util.distributed.seed_parts)."""
+    """Seed Python, NumPy and Jittor (imported lazily: call util.core.device.setup first) with ``seed`` as it is,
+    in every MPI rank too (per-rank seeds are the caller's choice: util.core.distributed.seed_parts)."""
     import jittor as jt
     random.seed(seed)
     np.random.seed(seed)

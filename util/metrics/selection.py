@@ -13,8 +13,8 @@ import re
 import shutil
 import sys
 
-from util.errors import OptionError
-from util.seeding import derive_seed
+from util.core.errors import OptionError
+from util.core.seeding import derive_seed
 
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 _TAG = re.compile(r"^[A-Za-z0-9_.]+$")
@@ -82,8 +82,8 @@ def generate_and_score(nets, opt, labels_dir, out_dir, extractor, reference, res
     from tqdm import tqdm
 
     from data.folders import test_labels
-    from util import fid_stats
-    from util.generation import generate_folder
+    from util.metrics import fid_stats
+    from models.generation import generate_folder
 
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)

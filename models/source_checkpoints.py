@@ -25,8 +25,8 @@ Pure NumPy; the files themselves are read by ``util/import_ckpt.py``.
 
 import numpy as np
 
-from util.checkpoint import state_differences
-from util.errors import CheckpointError, few
+from util.core.checkpoint import state_differences
+from util.core.errors import CheckpointError, few
 
 FORMATS = ("spade", "apf")
 
