@@ -30,7 +30,7 @@ import sys
 
 from data import references
 from options import test_options
-from options.base_options import explicit_flags, load_saved_options, positive_int
+from options.base_options import explicit_flags, load_saved_options, positive_int, replaced
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS
 from util.core import device, distributed
 from util.core.cli import run_main
@@ -102,9 +102,8 @@ def main(argv=None):
     shutil.rmtree(best_dir, ignore_errors=True)
     runs, best = [], None
     for index, seed in enumerate(seeds):
-        opt.seed = seed
-        fid = generate_and_score(nets, opt, opt.input_path, run_dir, extractor, reference, pure=pure,
-                                 desc=f"run {index + 1}/{len(seeds)}", style=style)
+        fid = generate_and_score(nets, replaced(opt, seed=seed), opt.input_path, run_dir, extractor, reference,
+                                 pure=pure, desc=f"run {index + 1}/{len(seeds)}", style=style)
         runs.append({"run": index, "seed": seed, "fid": fid})
         if best is None or fid < best["fid"]:
             best = runs[-1]

@@ -38,7 +38,7 @@ def build_parser():
                         help="recipe: options/presets/RECIPE_pretrain.json and RECIPE_finetune.json. apf: "
                              "APF-GAN as its code ran (real settings); improved: the same system with spectral "
                              "norm, per-iteration fades, shared DiffAugment colour, the Inception network's own "
-                             "statistics and an EMA generator (README, 'APF-GAN's code, the apf recipe and the "
+                             "statistics and an EMA generator (docs/training.md, 'APF-GAN's code, the apf recipe and the "
                              "improved recipe'); demo: the CPU demo")
     parser.add_argument("--phases", default="pretrain,finetune",
                         help="comma-separated phases to run, in order, from: pretrain, finetune")
@@ -108,7 +108,7 @@ def check_weight_files(opts):
         for path, need in train_options.required_files(opt):
             if not os.path.isfile(path):
                 raise WeightsFileError(f"{path}: not found; the {phase} phase needs it for {need}. Where to get "
-                                       f"it: README, 'Perceptual-loss weights'. No phase was started.")
+                                       f"it: docs/training.md, 'Perceptual-loss weights'. No phase was started.")
 
 
 def build_pure_dictionary(opt, folder):
@@ -125,6 +125,19 @@ def build_pure_dictionary(opt, folder):
     pure_colour.save_dictionary(path, dictionary)
     print(f"pure-colour dictionary: {sum(len(v) for v in dictionary.values())} single-class photos of "
           f"{len(dictionary)} classes -> {path}")
+
+
+def run_phase(phase_args):
+    """One phase, as ``python train_phase.py PHASE_ARGS`` runs it; returns its exit code."""
+    opt, parser, notes = train_options.parse_phase(phase_args)
+    for note in notes:
+        distributed.say(note)
+    distributed.check_batch_size(opt.batchSize, distributed.world_size())
+    use_cuda = device.setup(opt.gpu)
+
+    from models.training import run_training
+    folder = checkpoint.experiment_dir(opt)
+    return run_training(opt, use_cuda, on_start=lambda: base_options.save_options(opt, parser, folder))
 
 
 def main(argv=None):
@@ -146,13 +159,12 @@ def main(argv=None):
 
     import jittor as jt
 
-    import train_phase
     if not args.no_pure_dictionary and distributed.is_main():
         build_pure_dictionary(opts[phases[0]], folder)
     for phase, extra in steps:
         phase_args = phase_argv(phase, args, common) + extra
         distributed.say(f"=== {phase}: train_phase.py {' '.join(shlex.quote(a) for a in phase_args)}")
-        code = train_phase.main(phase_args)
+        code = run_phase(phase_args)
         if code != 0:
             return code
         jt.gc()

@@ -3,19 +3,46 @@ training set, and which label maps form a test set. Pure Python/Pillow; every
 problem is a ``DatasetError`` naming the files."""
 
 import os
+from typing import NamedTuple
 
 from PIL import Image
 
 from data.image_io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, list_files
-from util.core.errors import DatasetError
+from util.core.errors import DatasetError, few
 
 LABEL_DIR_NAMES = ("labels", "lables")  # the original release spells it "lables"
 
 
-def examples(names, limit=5):
-    """'a, b, c (and 4 more)': the first ``limit`` names of a list, for messages."""
-    shown = ", ".join(names[:limit])
-    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+class StemMatch(NamedTuple):
+    """The photos of ``img_dir`` and the label maps of ``label_dir``, each as {file stem: file name}."""
+
+    img_dir: str
+    label_dir: str
+    images: dict
+    labels: dict
+
+    @property
+    def only_images(self):
+        """Sorted stems of the photos that have no label map."""
+        return sorted(set(self.images) - set(self.labels))
+
+    @property
+    def only_labels(self):
+        """Sorted stems of the label maps that have no photo."""
+        return sorted(set(self.labels) - set(self.images))
+
+    def pairs(self, stems):
+        """[(image_path, label_path)] of ``stems``, in their order."""
+        return [(os.path.join(self.img_dir, self.images[s]), os.path.join(self.label_dir, self.labels[s]))
+                for s in stems]
+
+
+def match_by_stem(img_dir, label_dir):
+    """The photos and label maps of two folders matched by file stem (x.jpg pairs with x.png); what to do
+    with the unmatched ones is the caller's choice."""
+    return StemMatch(img_dir, label_dir,
+                     {os.path.splitext(f)[0]: f for f in list_files(img_dir, IMAGE_EXTENSIONS)},
+                     {os.path.splitext(f)[0]: f for f in list_files(label_dir, LABEL_EXTENSIONS)})
 
 
 def find_label_dir(root):
@@ -52,29 +79,28 @@ def training_pairs(root, max_size=None, exclude=frozenset()):
     if not os.path.isdir(img_dir):
         raise DatasetError(f"{root}: no imgs/ folder; expected {img_dir} holding the training photos.")
     label_dir = find_label_dir(root)
-    images = {os.path.splitext(f)[0]: f for f in list_files(img_dir, IMAGE_EXTENSIONS)}
-    labels = {os.path.splitext(f)[0]: f for f in list_files(label_dir, LABEL_EXTENSIONS)}
+    match = match_by_stem(img_dir, label_dir)
+    images, labels = match.images, match.labels
     if not images:
         raise DatasetError(f"{img_dir}: no photos found (extensions {', '.join(IMAGE_EXTENSIONS)}).")
     if not labels:
         raise DatasetError(f"{label_dir}: no label maps found (extensions {', '.join(LABEL_EXTENSIONS)}).")
-    only_images = sorted(set(images) - set(labels))
-    only_labels = sorted(set(labels) - set(images))
+    only_images, only_labels = match.only_images, match.only_labels
     if only_images or only_labels:
         parts = []
         if only_images:
             parts.append(f"{len(only_images)} photo(s) in {img_dir} have no label map: "
-                         f"{examples([images[s] for s in only_images])}")
+                         f"{few([images[s] for s in only_images])}")
         if only_labels:
             parts.append(f"{len(only_labels)} label map(s) in {label_dir} have no photo: "
-                         f"{examples([labels[s] for s in only_labels])}")
+                         f"{few([labels[s] for s in only_labels])}")
         raise DatasetError("photos and label maps do not pair up by file name. " + "; ".join(parts) + ".")
     stems = sorted(s for s in images if s not in exclude)
     if not stems:
         raise DatasetError(f"{img_dir}: every one of its {len(images)} photos is on the exclusion list.")
     if max_size:
         stems = stems[:max_size]
-    pairs = [(os.path.join(img_dir, images[s]), os.path.join(label_dir, labels[s])) for s in stems]
+    pairs = match.pairs(stems)
     check_pair_sizes(pairs)
     return pairs
 
@@ -96,7 +122,7 @@ def check_pair_sizes(pairs):
             bad.append(f"{os.path.basename(img_path)} is {isize[0]}x{isize[1]} but "
                        f"{os.path.basename(label_path)} is {lsize[0]}x{lsize[1]}")
     if bad:
-        raise DatasetError(f"{len(bad)} photo/label pair(s) differ in size: {examples(bad, 3)}. "
+        raise DatasetError(f"{len(bad)} photo/label pair(s) differ in size: {few(bad, 3)}. "
                            f"A label map must have exactly its photo's size.")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from util.core.errors import ImageFileError, LabelMapError
+from util.core.files import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_EXTENSIONS = (".png", ".bmp")
@@ -84,14 +85,11 @@ def read_label(path, label_nc, dontcare_255=False):
 
 
 def _atomic_save(img, path, **kwargs):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ext = os.path.splitext(path)[1].lower()
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}.get(ext)
     if fmt is None:
         raise ValueError(f"cannot save {path}: unknown image extension {ext!r}")
-    tmp = f"{path}.tmp{os.getpid()}"
-    img.save(tmp, format=fmt, **kwargs)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: img.save(f, format=fmt, **kwargs))
 
 
 def save_image(path, rgb, quality=DEFAULT_JPEG_QUALITY):

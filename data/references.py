@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass, field
 
 from data import colour_transfer
-from data.folders import LABEL_DIR_NAMES, examples
+from data.folders import LABEL_DIR_NAMES
 from data.image_io import LABEL_EXTENSIONS, read_image, read_label
-from util.core.errors import DatasetError, OptionError
+from util.core.errors import DatasetError, OptionError, few
 
 DEFAULT_JSON_NAME = "label_to_img.json"
 NO_REFERENCES = "none"  # --ref_json none: do not use a mapping even if the default file exists
@@ -70,9 +70,9 @@ class StyleReferences:
         """One line: how many label maps have a reference, and what happened to the others."""
         text = f"{len(self.photos)} of {total} label maps have a reference photo ({self.json_path})"
         if self.without_entry:
-            text += f"; {len(self.without_entry)} without an entry ({examples(self.without_entry, 3)})"
+            text += f"; {len(self.without_entry)} without an entry ({few(self.without_entry, 3)})"
         if self.missing_files:
-            text += f"; {len(self.missing_files)} whose photo is missing ({examples(self.missing_files, 3)})"
+            text += f"; {len(self.missing_files)} whose photo is missing ({few(self.missing_files, 3)})"
         if self.without_entry or self.missing_files:
             text += ": those use a random style"
         if self.unknown_entries:
@@ -94,16 +94,16 @@ def resolve(json_path, ref_dir, label_names, allow_missing=False):
     unknown = sorted(set(mapping) - set(label_names))
     if unknown and not allow_missing:
         raise DatasetError(f"{json_path}: {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} for label maps "
-                           f"that are not in the label folder: {examples(unknown)}.")
+                           f"that are not in the label folder: {few(unknown)}.")
     without = sorted(set(label_names) - set(mapping))
     if without and not allow_missing:
         raise DatasetError(f"{json_path}: {len(without)} label map(s) have no reference photo entry: "
-                           f"{examples(without)}{hint}.")
+                           f"{few(without)}{hint}.")
     photos = {name: os.path.join(ref_dir, mapping[name]) for name in label_names if name in mapping}
     missing = sorted(name for name, path in photos.items() if not os.path.isfile(path))
     if missing and not allow_missing:
         shown = [f"{photos[name]} (for {name})" for name in missing]
-        raise DatasetError(f"{json_path}: {len(missing)} reference photo(s) not found: {examples(shown)}{hint}.")
+        raise DatasetError(f"{json_path}: {len(missing)} reference photo(s) not found: {few(shown)}{hint}.")
     for name in missing:
         del photos[name]
     return StyleReferences(json_path, photos, without, missing, unknown)

@@ -26,8 +26,10 @@ def random_params(rng, scaled_w, scaled_h, crop_w, crop_h, allow_flip):
 
 
 def resize_image(rgb, size):
-    """Resize an HxWx3 uint8 photo to ``size`` = (width, height), bicubic."""
-    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
+    """Resize an HxWx3 uint8 photo to ``size`` = (width, height), Pillow bicubic; the array itself when it
+    has that size already. The one bicubic resize of photos (training, FID inputs, scoring)."""
+    size = tuple(size)
+    if (rgb.shape[1], rgb.shape[0]) == size:
         return rgb
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
 

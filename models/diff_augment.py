@@ -21,8 +21,7 @@ source coordinates (each gives a pixel index and a weight) are computed once
 and stored (``stop_fuse``) before anything reads them, and the coordinates
 use no division: Jittor's CPU kernels compute float division approximately,
 differently from kernel to kernel and from CPU to CPU, and recompute an
-unstored expression in every kernel that reads it (README, "Known Jittor
-defects").
+unstored expression in every kernel that reads it (docs/jittor-defects.md).
 """
 
 import functools

@@ -16,6 +16,8 @@ the copies in checkpoints are the trainer's business (``models.networks.ema_netw
 
 import copy
 
+from util.core.errors import few
+
 
 class ExponentialMovingAverage:
     def __init__(self, nets, decay):
@@ -37,8 +39,8 @@ class ExponentialMovingAverage:
         theirs = live_net.state_dict()
         if list(own) != list(theirs):
             only_ema, only_live = sorted(set(own) - set(theirs)), sorted(set(theirs) - set(own))
-            raise ValueError(f"the EMA copy of {name} no longer mirrors it (only in the copy: {only_ema[:5]}, "
-                             f"only in the network: {only_live[:5]})")
+            raise ValueError(f"the EMA copy of {name} no longer mirrors it (only in the copy: "
+                             f"{few(only_ema) or 'none'}, only in the network: {few(only_live) or 'none'})")
         trainable = {id(p) for p in live_net.parameters() if not p.is_stop_grad()}
         return [(key, own[key], var, id(var) in trainable) for key, var in theirs.items()]
 

@@ -85,10 +85,8 @@ def load_generator(opt, style_encoder=False, files=None):
     folder = checkpoint.experiment_dir(opt)
     tag = str(opt.which_epoch)
     if not os.path.isfile(checkpoint.net_path(folder, tag, "G")):
-        tags = checkpoint.available_tags(folder)
-        hint = f"available: {', '.join(tags)}" if tags else "no checkpoints there at all"
         raise CheckpointError(f"{checkpoint.net_path(folder, tag, 'G')}: no generator checkpoint for "
-                              f"--which_epoch {tag} ({hint}).")
+                              f"--which_epoch {tag} ({checkpoint.available_hint(folder)}).")
     nets = build_networks(opt, with_discriminator=False)
     if style_encoder and opt.use_vae:
         if not os.path.isfile(checkpoint.net_path(folder, tag, "Es")):

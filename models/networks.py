@@ -9,7 +9,7 @@ from models.discriminator import DISCRIMINATORS
 from models.encoder import ImageEncoder, MaskEncoder
 from models.generator import SPADEGenerator
 from models.normalization import SPADE, SpectralNormed
-from util.core.checkpoint import EMA_SOURCES, ema_name, state_differences
+from util.core.checkpoint import EMA_SOURCES, describe_state_differences, ema_name, state_differences
 
 
 def init_weights(net, gain=0.02):
@@ -115,16 +115,11 @@ def load_state(net, state, source, may_be_new=None):
     """
     from util.core.errors import CheckpointError
     own = net.state_dict()
-    new, missing, unused, wrong = state_differences({k: v.shape for k, v in own.items()}, state, may_be_new)
+    shapes = {k: tuple(v.shape) for k, v in own.items()}
+    new, missing, unused, wrong = state_differences(shapes, state, may_be_new)
     if missing or unused or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-        if unused:
-            parts.append(f"unexpected {len(unused)}: {', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}")
-        if wrong:
-            parts.append("shape mismatch: " + ", ".join(
-                f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5]))
+        parts = describe_state_differences(shapes, state, missing, unused, wrong,
+                                           ("missing", "unexpected", "shape mismatch (checkpoint vs model)"))
         raise CheckpointError(f"{source} does not fit the model built from the options ({'; '.join(parts)}). "
                               f"Check that the architecture options match the ones used for training.")
     for key, var in own.items():

@@ -89,7 +89,7 @@ def conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=Tru
 def _moments(x, dims, sync):
     """(mean, biased variance) over ``dims`` (kept), the variance from the deviations from the mean. Jittor's
     own norms compute E[x^2] - E[x]^2, which loses most of its digits when a channel's mean is large against its
-    spread (README, "Known Jittor defects"). ``sync``: averaged over the MPI ranks (equal batches)."""
+    spread (docs/jittor-defects.md). ``sync``: averaged over the MPI ranks (equal batches)."""
     stats = x.float32() if x.dtype != "float32" else x
     mean = stats.mean(dims=dims, keepdims=True)
     if sync:

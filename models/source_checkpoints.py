@@ -25,7 +25,7 @@ Pure NumPy; the files themselves are read by ``util/import_ckpt.py``.
 
 import numpy as np
 
-from util.core.checkpoint import state_differences
+from util.core.checkpoint import describe_state_differences, state_differences
 from util.core.errors import CheckpointError, few
 
 FORMATS = ("spade", "apf")
@@ -282,13 +282,8 @@ def compare_states(own_shapes, state, source):
     _, missing, unused, wrong = state_differences(own_shapes, state)
     if not (missing or unused or wrong):
         return
-    parts = []
-    if missing:
-        parts.append(f"model parameters not filled: {few(missing, SHOWN)}")
-    if unused:
-        parts.append(f"source tensors not used: {few(unused, SHOWN)}")
-    if wrong:
-        parts.append("shapes that differ (source vs model): " + few(
-            [f"{k} {tuple(state[k].shape)} vs {tuple(own_shapes[k])}" for k in wrong], SHOWN))
+    parts = describe_state_differences(own_shapes, state, missing, unused, wrong,
+                                       ("model parameters not filled", "source tensors not used",
+                                        "shapes that differ (source vs model)"), SHOWN)
     raise SourceCheckpointError(f"{source} does not map onto the architecture inferred from it; nothing was "
                                 f"written.\n" + "\n".join(parts))

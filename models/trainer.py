@@ -6,9 +6,10 @@ update at a progressive ``Stage`` (None = the full resolution);
 ``enter_stage`` grows the discriminator when a new resolution level starts
 and ``finish_progressive`` removes the generator's auxiliary heads when
 pre-training ends. ``network_states``/``optimizer_states`` and the matching
-loaders cover everything a resumed run needs to continue exactly. With the
-edge-guided generator (``--netG spade_edge``) both steps also cover its
-image-branch output, and the generator step its edge map (``edge_guided_*``).
+loaders (``resume``) cover everything a resumed run needs to continue
+exactly. With the edge-guided generator (``--netG spade_edge``) both steps
+also cover its image-branch output, and the generator step its edge map
+(``edge_guided_*``).
 With ``--ema_decay`` the trainer also keeps exponential moving averages of G
 (E, Es) as networks of their own in ``nets`` (G_ema, E_ema, Es_ema; see
 ``models.ema``): updated after every applied generator step
@@ -319,6 +320,14 @@ class SPADETrainer:
                 continue
             load_state(net, states[name], f"{source} [{name}]")
         return self._start_missing_ema(states)
+
+    def resume(self, state, net_states, source):
+        """Continue this run exactly from its checkpoint: the networks, the optimisers, the grown
+        discriminator level and the loss scaler of training ``state`` (the RNG state is the caller's)."""
+        self.load_networks(net_states, source)
+        self.load_optimizer_states(state["optimizers"], source)
+        self.d_level = state.get("d_level", self.d_level)
+        self.precision.load(state.get("precision"))
 
     def _start_missing_ema(self, states):
         self.ema_from_live = [name for name in self.ema_sources if name not in states]

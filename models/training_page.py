@@ -9,6 +9,7 @@ import numpy as np
 
 from data.image_io import save_image
 from data.labels import colorize
+from util.core.files import atomic_write
 
 
 def sample_grid(labels, fakes, reals, label_nc, max_rows=4):
@@ -60,10 +61,7 @@ class TrainingLog:
         for name in images:
             parts.append(f"<h3>{html.escape(name)}</h3><img src='images/{html.escape(name)}'>")
         parts.append("</body></html>")
-        tmp = os.path.join(self.web_dir, "index.html.tmp")
-        with open(tmp, "w") as f:
-            f.write("\n".join(parts))
-        os.replace(tmp, os.path.join(self.web_dir, "index.html"))
+        atomic_write(os.path.join(self.web_dir, "index.html"), "\n".join(parts))
 
 
 def comparison_page(path, title, rows, columns):

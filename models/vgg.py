@@ -10,7 +10,7 @@ import jittor as jt
 from jittor import nn
 
 from models.pretrained import freeze, read_state_dict
-from util.core.errors import WeightsFileError
+from util.core.errors import WeightsFileError, few
 
 # torchvision's vgg19 "features" indices of the convolutions used (up to relu5_1).
 CONV_CHANNELS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256),
@@ -61,8 +61,7 @@ class VGG19Features(nn.Module):
         needed = {k: v for k, v in self.state_dict().items() if k.startswith("features.")}
         missing = [k for k in needed if k not in state]
         if missing:
-            raise WeightsFileError(f"{path}: not a VGG19 state dict; missing {', '.join(missing[:4])}"
-                                   f"{' ...' if len(missing) > 4 else ''}.")
+            raise WeightsFileError(f"{path}: not a VGG19 state dict; missing {few(missing, 4)}.")
         for key, var in needed.items():
             value = state[key]
             value = value.numpy() if hasattr(value, "numpy") else value

@@ -2,11 +2,13 @@
 
 import argparse
 import json
+import numbers
 import os
 
 from models.layout import LAYOUTS, NORM_G_PATTERN, NORM_LAYER_PATTERN, NUM_UPSAMPLINGS, image_height
 from util.core.device import GPU_MODES
 from util.core.errors import OptionError
+from util.core.files import atomic_write
 
 # Options that define the architecture; generation reloads them from the
 # experiment folder so they need not be repeated.
@@ -207,12 +209,8 @@ def save_options(opt, parser, folder, filename="opt"):
         lines.append(f"{key:>25}: {value!s:<30}{note}")
     lines.append("----------------- End -------------------")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(folder, filename + ".txt"), "w") as f:
-        f.write(text)
-    tmp = os.path.join(folder, filename + ".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(vars(opt), f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(folder, filename + ".json"))
+    atomic_write(os.path.join(folder, filename + ".txt"), text)
+    atomic_write(os.path.join(folder, filename + ".json"), json.dumps(vars(opt), indent=1, sort_keys=True))
     return text
 
 
@@ -268,3 +266,50 @@ def apply_saved_architecture(opt, saved, given, source):
             taken.append(key)
         setattr(opt, key, saved[key])
     return taken
+
+
+def options_from_values(parser, values, argv=()):
+    """The namespace ``parser.parse_args`` gives for flags that set ``values`` ({option name: value}), followed
+    by the command-line flags ``argv`` (which win): the parser's defaults, then the values, then ``argv``.
+
+    A string, bool or number is read as its text would be on the command line (the option's type and choices:
+    e.g. a positive_int option refuses 0, ``True`` switches a yes/no option on); other values (None, tuples) are
+    taken as they are. Unknown option names, and options the parser requires that neither the values nor
+    ``argv`` give, are an OptionError. Like ``parse_args``, a bad flag in ``argv`` exits with argparse's
+    message."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+    unknown = sorted(set(values) - set(actions))
+    if unknown:
+        raise OptionError(f"unknown option(s) {', '.join(unknown)}; the options are those of --help.")
+    checked = {}
+    for key, value in values.items():
+        action = actions[key]
+        try:
+            if isinstance(value, (str, bool, numbers.Number)) and action.type is not None:
+                value = parser._get_value(action, str(value))
+            if value is not None and action.choices is not None:
+                parser._check_value(action, value)
+        except argparse.ArgumentError as err:
+            raise OptionError(f"{err}.") from None
+        checked[key] = value
+    missing = [a.dest for a in actions.values() if a.required and a.dest not in checked]
+    missing = [dest for dest in missing if dest not in explicit_flags(parser, argv)] if missing else []
+    if missing:
+        raise OptionError(f"no value for the required option(s) {', '.join(missing)}.")
+    given = [a for a in actions.values() if a.required and a.dest in checked]
+    for action in given:  # set by a value: argparse must not ask for the flag
+        action.required = False
+    try:
+        return parser.parse_args(list(argv), namespace=argparse.Namespace(**checked))
+    finally:
+        for action in given:
+            action.required = True
+
+
+def replaced(opt, **values):
+    """A copy of the options ``opt`` with ``values`` ({option name: value}) in place of its own, e.g. the same
+    generation options for another seed; ``opt`` itself is left as it is. Names ``opt`` lacks are an error."""
+    unknown = sorted(set(values) - set(vars(opt)))
+    if unknown:
+        raise OptionError(f"replaced: the options have no {', '.join(unknown)}.")
+    return argparse.Namespace(**{**vars(opt), **values})

@@ -68,6 +68,24 @@ def parse(argv=None, description=None, parser=None):
     """
     parser = parser or build_parser(description)
     opt = parser.parse_args(argv)
+    return _completed(opt, parser, lambda: base.explicit_flags(parser, argv))
+
+
+def from_values(description=None, parser=None, **values):
+    """Generation options from values, as ``parse`` makes them from the flags that set those values:
+    ``from_values(input_path=LABELS, output_path=OUT, name=NAME, seed=3)`` is ``parse(["--input_path", LABELS,
+    ...])``. Starts from the parser's defaults, applies ``values`` (``base_options.options_from_values``: unknown
+    names and bad values are an OptionError), then checks them and takes the architecture from the experiment's
+    opt.json exactly as ``parse`` does (the values count as given flags). Returns (opt, parser, notes).
+    """
+    parser = parser or build_parser(description)
+    opt = base.options_from_values(parser, values)
+    return _completed(opt, parser, lambda: set(values))
+
+
+def _completed(opt, parser, given):
+    """``parse``'s checks and the saved architecture, for the parsed ``opt``; ``given()``: the option names
+    set explicitly (asked only when the experiment has an opt.json). Returns (opt, parser, notes)."""
     opt.isTrain = False
     if not 1 <= opt.jpeg_quality <= 100:
         raise OptionError(f"--jpeg_quality must be within 1..100, got {opt.jpeg_quality}.")
@@ -83,8 +101,7 @@ def parse(argv=None, description=None, parser=None):
     if saved is None:
         notes.append(f"no opt.json in {folder}: using the architecture given on the command line")
     else:
-        given = base.explicit_flags(parser, argv)
-        taken = base.apply_saved_architecture(opt, saved, given, os.path.join(folder, "opt.json"))
+        taken = base.apply_saved_architecture(opt, saved, given(), os.path.join(folder, "opt.json"))
         if taken:
             notes.append("architecture from opt.json: " + ", ".join(f"{k}={getattr(opt, k)}" for k in taken))
     base.validate_architecture(opt)

@@ -7,6 +7,7 @@ from fractions import Fraction
 from models.layout import LAYOUTS, image_height
 from options import base_options as base
 from options import presets
+from util.core.errors import CheckpointError
 
 AMP_CHOICES = ("off", "bf16", "fp16")  # models.mixed_precision.MixedPrecision.for_device
 PG_STRATEGIES = ("fade", "jump")  # models.progressive.ProgressiveSchedule
@@ -168,7 +169,50 @@ def parse(argv=None, description=None):
     preset = presets.requested(argv)
     if preset is not None:
         parser.set_defaults(**presets.load(preset, parser))
-    opt = parser.parse_args(argv)
+    return _validated(parser.parse_args(argv)), parser
+
+
+def parse_phase(argv, description=None):
+    """Options of one training phase, ready to run (train_phase.py, and each phase of train.py).
+
+    Parses and validates ``argv``; --continue_train and --init_from exclude each other; on --continue_train
+    the architecture comes from the experiment's opt.json (explicit flags must agree with it) and is
+    validated again. Returns (opt, parser, notes), notes saying what was taken from opt.json."""
+    opt, parser = parse(argv, description)
+    if opt.continue_train and opt.init_from:
+        raise base.OptionError("--continue_train resumes this experiment's own run; --init_from starts a new "
+                               "phase from a checkpoint. Give one of them.")
+    notes = []
+    if opt.continue_train:
+        folder = os.path.join(opt.checkpoints_dir, opt.name)
+        saved = base.load_saved_options(folder)
+        if saved is None:
+            raise CheckpointError(f"--continue_train: {folder} holds no opt.json; nothing to resume.")
+        taken = base.apply_saved_architecture(opt, saved, base.explicit_flags(parser, argv),
+                                              os.path.join(folder, "opt.json"))
+        if taken:
+            notes.append("resuming with the saved architecture: " +
+                         ", ".join(f"{k}={getattr(opt, k)}" for k in taken))
+        base.validate_architecture(opt)
+        validate_progressive(opt)
+    return opt, parser, notes
+
+
+def from_values(argv=(), description=None, **values):
+    """Training options from values, as ``parse`` makes them from the flags that set those values followed by
+    ``argv``: ``from_values(input_path=DATA, name=NAME, ngf=16)`` is ``parse(["--input_path", DATA, ...])``.
+    Starts from the parser's defaults (a preset's, ``preset=NAME`` or --preset in ``argv``), applies ``values``
+    (``base_options.options_from_values``: unknown names and bad values are an OptionError), then the flags of
+    ``argv`` (they win), and validates as ``parse`` does. Returns (opt, parser)."""
+    parser = build_parser(description)
+    preset = presets.requested(list(argv)) or values.get("preset")
+    if preset is not None:
+        parser.set_defaults(**presets.load(preset, parser))
+    return _validated(base.options_from_values(parser, values, argv)), parser
+
+
+def _validated(opt):
+    """``opt`` after parse's checks (and the defaults that depend on other options)."""
     opt.isTrain = True
     if opt.load_size is None:
         opt.load_size = opt.crop_size
@@ -182,7 +226,7 @@ def parse(argv=None, description=None):
     if opt.inception_loss and opt.inception_input == "native" and min(opt.crop_size, image_height(opt)) < 75:
         raise base.OptionError(f"--inception_input native: the {opt.crop_size}x{image_height(opt)} images are "
                                f"smaller than the 75x75 InceptionV3 needs; use --inception_input 299.")
-    return opt, parser
+    return opt
 
 
 def validate_ema(opt):

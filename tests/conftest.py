@@ -126,8 +126,8 @@ def run_script(script, *args, cwd=ROOT, timeout=900, launcher=(), extra_env=None
 def fusion(request):
     """Runs a test twice: as Jittor normally runs it (lazily, operators fused into kernels) and with each
     operator executed on its own (lazy_execution=0). A NumPy comparison must hold both ways: Jittor's fused
-    CPU kernels have computed different values from the same expression run op by op (README, "Known Jittor
-    defects")."""
+    CPU kernels have computed different values from the same expression run op by op
+    (docs/jittor-defects.md)."""
     import jittor as jt
     if request.param == "fused":
         yield request.param

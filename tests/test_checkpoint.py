@@ -139,6 +139,35 @@ def test_kill_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch, fai
     assert sorted(os.listdir(folder)) == sorted(before)
 
 
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    """util.core.files.atomic_write: bytes, text and writer functions land under the final name (a new folder
+    is made); a writer that fails half-way leaves the old file byte-identical and no temporary file."""
+    from util.core.files import atomic_write
+
+    path = str(tmp_path / "sub" / "report.npz")
+    assert atomic_write(path, b"old bytes") == path
+    with open(path, "rb") as f:
+        assert f.read() == b"old bytes"
+
+    def failing(f):
+        f.write(b"half of the new ")
+        raise Killed()
+
+    with pytest.raises(Killed):
+        atomic_write(path, failing)
+    assert sorted(os.listdir(tmp_path / "sub")) == ["report.npz"]
+    with open(path, "rb") as f:
+        assert f.read() == b"old bytes"
+
+    atomic_write(path, lambda f: np.savez(f, x=np.arange(3)))  # np.savez appends no second .npz
+    assert sorted(os.listdir(tmp_path / "sub")) == ["report.npz"]
+    with np.load(path) as z:
+        assert z["x"].tolist() == [0, 1, 2]
+    atomic_write(path, "text, é")
+    with open(path, encoding="utf-8") as f:
+        assert f.read() == "text, é"
+
+
 def test_kill_between_renames_falls_back_to_previous_save(tmp_path, monkeypatch):
     """Killed after the first rename: the files on disk come from two saves. That set must be
     refused (never silently loaded as a mixture), naming the odd file."""

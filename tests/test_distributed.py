@@ -39,7 +39,7 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 
 
-# Jittor defect (README, "Known Jittor defects"): with a cold kernel cache a rank now and then dies in one of
+# Jittor defect (docs/jittor-defects.md): with a cold kernel cache a rank now and then dies in one of
 # Jittor's compile threads ("Caught segfault ... thread_name: 'C1'") before the script has done anything.
 JITTOR_COMPILE_SEGFAULT = re.compile(r"Caught segfault at address \S+, thread_name: 'C\d+'")
 

@@ -295,12 +295,13 @@ def test_generator_files_needs_every_ema_network(tmp_path):
 
 
 def test_merge_averages_the_ema_networks(ema_run, capsys):
+    from models.averaging import average_states
     from util import merge_ckpt
     folder = ema_run["folder"]
     assert merge_ckpt.main([folder, "1", "2", "--out", "avg_ema"]) == 0
     printed = capsys.readouterr().out
     assert checkpoint.net_path(folder, "avg_ema", "G_ema") in printed
-    want, _ = merge_ckpt.average_states([checkpoint.read_net(folder, t, "G_ema") for t in ("1", "2")])
+    want, _ = average_states([checkpoint.read_net(folder, t, "G_ema") for t in ("1", "2")])
     got = checkpoint.read_net(folder, "avg_ema", "G_ema")
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)

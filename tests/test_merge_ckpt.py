@@ -1,5 +1,6 @@
-"""Weight averaging (util.merge_ckpt): float means, spectral-norm vectors re-estimated for the averaged
-weight, integer buffers copied, the refusals, and an averaged tiny generator used for generation."""
+"""Weight averaging (models.averaging, and its command util.merge_ckpt): float means, spectral-norm vectors
+re-estimated for the averaged weight, integer buffers copied, the refusals, and an averaged tiny generator used
+for generation."""
 
 import os
 
@@ -11,7 +12,7 @@ from models import layout
 from util.core import checkpoint
 from util import merge_ckpt
 from util.core.errors import CheckpointError, OptionError
-from util.merge_ckpt import average_states, reestimate_singular_vectors
+from models.averaging import average_states, reestimate_singular_vectors, spectral_prefixes
 
 SCRIPT = os.path.join("util", "merge_ckpt.py")
 
@@ -173,6 +174,22 @@ def test_main_writes_the_average_under_a_new_tag(tmp_path, capsys):
     assert "avg_273_299" in checkpoint.available_tags(folder)
 
 
+def test_average_tags_is_the_library_main_prints(tmp_path, capsys):
+    from models.averaging import average_tags
+    folder = str(tmp_path)
+    write_tags(folder, {"1": toy_state(1), "2": toy_state(2)})
+    lines = average_tags(folder, ["1", "2"], out="avg_lib")
+    assert lines[0].startswith(f"wrote {checkpoint.net_path(folder, 'avg_lib', 'G')}: 3 tensors averaged")
+    assert lines[-1] == "use it with --which_epoch avg_lib"
+    assert capsys.readouterr().out == ""  # the library prints nothing
+    assert merge_ckpt.main([folder, "1", "2", "--out", "avg_cli"]) == 0
+    assert capsys.readouterr().out.splitlines() == [line.replace("avg_lib", "avg_cli") for line in lines]
+    with pytest.raises(CheckpointError, match="no checkpoints there at all"):
+        average_tags(str(tmp_path / "empty"), ["1", "2"])
+    assert checkpoint.available_hint(folder) == "available: 1, 2, avg_cli, avg_lib"
+    assert checkpoint.available_hint(folder, "available tags") == "available tags: 1, 2, avg_cli, avg_lib"
+
+
 def test_output_tag_rules(tmp_path):
     folder = str(tmp_path)
     write_tags(folder, {"1": toy_state(1), "2": toy_state(2), "3": toy_state(3)})
@@ -264,7 +281,7 @@ def test_script_refusals_exit_2_without_traceback(tmp_path):
 
 def exact_spectral_vectors(state):
     """Give every spectral-norm layer the singular vectors of its weight, as a trained checkpoint has."""
-    for prefix in merge_ckpt.spectral_prefixes(state):
+    for prefix in spectral_prefixes(state):
         _, u, v = top_singular(state[prefix + ".weight_orig"])
         state[prefix + ".weight_u"], state[prefix + ".weight_v"] = u.astype(np.float32), v.astype(np.float32)
     return state

@@ -70,7 +70,7 @@ def test_spade_more_layout_upsamples_between_the_middle_blocks():
 @pytest.mark.parametrize("kind", ["batch", "instance"])
 @pytest.mark.parametrize("offset", [0.0, 30.0])
 def test_param_free_norms_match_float64_even_with_a_large_mean(kind, offset, fusion):
-    """Jittor's own norms compute E[x^2] - E[x]^2: 1.2% off at mean 30, std 0.5 (README, Known Jittor defects)."""
+    """Jittor's own norms compute E[x^2] - E[x]^2: 1.2% off at mean 30, std 0.5 (docs/jittor-defects.md)."""
     from models.normalization import param_free_norm
     rng = np.random.RandomState(3)
     x = (rng.normal(0, 0.5, (2, 16, 24, 32)) + offset).astype(np.float32)

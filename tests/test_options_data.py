@@ -170,6 +170,52 @@ def test_generation_without_opt_json_uses_command_line(tmp_path):
         parse_test(str(tmp_path / "fresh"), "--jpeg_quality", "101")
 
 
+# -- options from values --------------------------------------------------------------------------
+
+def test_generation_options_from_values_equal_the_parsed_flags(saved_experiment):
+    _, folder, _ = saved_experiment
+    parent, name = os.path.split(folder)
+    parsed = parse_test(folder, "--seed", "3", "--batchSize", "2", "--no_ema", "--crop_size", "128")
+    made = test_options.from_values(input_path="labels", output_path="out", name=name, checkpoints_dir=parent,
+                                    seed=3, batchSize=2, no_ema=True, crop_size=128, max_dataset_size=None)
+    assert vars(made[0]) == vars(parsed[0]) and made[2] == parsed[2]  # architecture from opt.json, same notes
+    with pytest.raises(OptionError, match="--ngf 16 differs"):  # a value counts as a given flag
+        test_options.from_values(input_path="labels", output_path="out", name=name, checkpoints_dir=parent, ngf=16)
+
+
+def test_training_options_from_values_equal_the_parsed_flags(tmp_path):
+    flags = ["--input_path", "unused", "--checkpoints_dir", str(tmp_path), "--crop_size", "128", "--aspect_ratio",
+             str(4 / 3), "--num_upsampling_layers", "normal", "--ngf", "16", "--use_vae", "yes"]
+    values = dict(input_path="unused", checkpoints_dir=str(tmp_path), crop_size=128, aspect_ratio=4 / 3,
+                  num_upsampling_layers="normal", ngf=16, use_vae=True)
+    assert vars(train_options.from_values(**values)[0]) == vars(train_options.parse(flags)[0])
+    # a preset gives the defaults, the values override them, command-line flags (argv) win over both
+    argv = ["--batchSize", "4", "--amp", "bf16"]
+    parsed, _ = train_options.parse(["--preset", "apf_pretrain", "--pg_niter", "0", *flags, *argv])
+    made, _ = train_options.from_values(argv=argv, preset="apf_pretrain", pg_niter=0, **values)
+    assert vars(made) == vars(parsed) and made.batchSize == 4
+
+
+@pytest.mark.parametrize("values, needle", [({"batchSize": 0}, "--batchSize"), ({"gpu": "maybe"}, "--gpu"),
+                                            ({"crop_size": 128.0}, "--crop_size"), ({"no_such": 1}, "no_such"),
+                                            ({"input_path": None}, "input_path")])
+def test_options_from_values_refuse_what_the_command_line_refuses(tmp_path, values, needle):
+    values = dict({"input_path": "unused", "checkpoints_dir": str(tmp_path)}, **values)
+    if values["input_path"] is None:
+        del values["input_path"]
+    with pytest.raises(OptionError, match=needle):
+        train_options.from_values(**values)
+
+
+def test_replaced_copies_the_options():
+    opt = tiny_train_opt()
+    other = base_options.replaced(opt, seed=opt.seed + 1, which_epoch="7")
+    assert other.seed == opt.seed + 1 and other.which_epoch == "7" and other.ngf == opt.ngf
+    assert opt.which_epoch == "latest"  # the original is left as it is
+    with pytest.raises(OptionError, match="sed"):
+        base_options.replaced(opt, sed=1)
+
+
 # -- transforms ---------------------------------------------------------------------------------
 
 def coordinate_photo(width, height):

@@ -18,6 +18,16 @@ from util.core.errors import DatasetError, OptionError, WeightsFileError
 SCRIPT = os.path.join("util", "score.py")
 
 
+def test_find_generated_takes_jpg_then_png(tmp_path):
+    from util.metrics.segmenter import find_generated
+    for name in ("a.png", "b.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_generated(str(tmp_path), "a") == str(tmp_path / "a.png")
+    assert find_generated(str(tmp_path), "b") == str(tmp_path / "b.jpg")
+    with pytest.raises(DatasetError, match="no generated image for c"):
+        find_generated(str(tmp_path), "c")
+
+
 def run_json(tmp_path, *args):
     """Run util.score.main in-process; return its JSON result."""
     out = str(tmp_path / "score.json")

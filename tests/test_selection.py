@@ -213,7 +213,7 @@ def test_fid_ranks_checkpoints_skips_missing_tags_and_scores_the_average(experim
     assert f"best: {rows[0][1]} (FID" in out
 
     # the average of the 2 best (here: the only 2) with merge_ckpt's rules, under its default tag
-    from util.merge_ckpt import average_states
+    from models.averaging import average_states
     assert os.path.isfile(checkpoint.net_path(folder, "avg_3_4", "G"))
     merged = checkpoint.read_net(folder, "avg_3_4", "G")
     want, _ = average_states([checkpoint.read_net(folder, t, "G") for t in ("3", "4")])

@@ -82,20 +82,20 @@ PARTS = ("train", "generate", "loader", "flops")
 PHASES = ("pretrain", "finetune")
 PHASE_TITLES = {"pretrain": "pre-training", "finetune": "fine-tuning"}
 
-# Options of each phase: a recipe preset, then the preset's own flags (train_phase.py flags).
+# Options of each phase: a recipe preset, then the preset's own values (train_phase.py options).
 PRESETS = {
     "apf": {
-        "pretrain": ["--preset", "apf_pretrain", "--pg_niter", "0"],
-        "finetune": ["--preset", "apf_finetune"],
-        "flags": [],
+        "pretrain": {"preset": "apf_pretrain", "pg_niter": 0},
+        "finetune": {"preset": "apf_finetune"},
+        "flags": {},
         "gen_batch": 10,
         "about": "the real settings",
     },
     "cpu": {
-        "pretrain": ["--preset", "apf_pretrain", "--pg_niter", "0"],
-        "finetune": ["--preset", "apf_finetune"],
-        "flags": ["--crop_size", "128", "--num_upsampling_layers", "normal", "--ngf", "16", "--ndf", "16",
-                  "--spade_hidden", "32", "--num_D", "2", "--n_layers_D", "3", "--batchSize", "2"],
+        "pretrain": {"preset": "apf_pretrain", "pg_niter": 0},
+        "finetune": {"preset": "apf_finetune"},
+        "flags": {"crop_size": 128, "num_upsampling_layers": "normal", "ngf": 16, "ndf": 16, "spade_hidden": 32,
+                  "num_D": 2, "n_layers_D": 3, "batchSize": 2},
         "gen_batch": 2,
         "about": "a CPU-sized model with the real loss terms",
     },
@@ -209,19 +209,19 @@ def device_pool_bytes():
 
 
 # ----------------------------------------------------------------------------- options and weights
-def phase_argv(preset, phase, tmp, train_args):
+def phase_values(preset, phase, tmp):
+    """The option values of ``phase`` under ``preset`` (before --train_args)."""
     cfg = PRESETS[preset]
-    return (cfg[phase] + ["--input_path", os.path.join(tmp, "unused"), "--name", "bench",
-                          "--checkpoints_dir", os.path.join(tmp, "checkpoints"),
-                          "--vgg_weights", os.path.join(tmp, VGG_FILE),
-                          "--inception_weights", os.path.join(tmp, INCEPTION_FILE)]
-            + cfg["flags"] + train_args)
+    return dict(cfg[phase], input_path=os.path.join(tmp, "unused"), name="bench",
+                checkpoints_dir=os.path.join(tmp, "checkpoints"), vgg_weights=os.path.join(tmp, VGG_FILE),
+                inception_weights=os.path.join(tmp, INCEPTION_FILE), **cfg["flags"])
 
 
-def parse_phase_options(argv, train_args_text):
+def parse_phase_options(values, train_args, train_args_text):
+    """The training options of ``values`` with the --train_args flags ``train_args`` applied after them."""
     from options import train_options
     try:
-        opt, _ = train_options.parse(argv)
+        opt, _ = train_options.from_values(argv=train_args, **values)
     except SystemExit as exit_:
         if exit_.code in (0, None):
             raise
@@ -587,7 +587,7 @@ def main(argv=None):
 
     tmp = tempfile.mkdtemp(prefix="bench_")
     try:
-        opts = {phase: parse_phase_options(phase_argv(preset, phase, tmp, train_args), args.train_args)
+        opts = {phase: parse_phase_options(phase_values(preset, phase, tmp), train_args, args.train_args)
                 for phase in PHASES}
         phases = args.phases
         gen_phase = "finetune" if "finetune" in phases else "pretrain"

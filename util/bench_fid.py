@@ -96,9 +96,9 @@ def main(argv=None):
     jt.set_global_seed(0)
     rs = np.random.RandomState(0)
     w, h = cfg["width"], cfg["height"]
-    opt, _, _ = test_options.parse(["--input_path", "unused", "--output_path", "unused", "--name", "bench",
-                                    "--checkpoints_dir", "/nonexistent", "--crop_size", str(w), "--ngf",
-                                    str(cfg["ngf"]), "--num_upsampling_layers", cfg["num_upsampling_layers"]])
+    opt, _, _ = test_options.from_values(input_path="unused", output_path="unused", name="bench",
+                                         checkpoints_dir="/nonexistent", crop_size=w, ngf=cfg["ngf"],
+                                         num_upsampling_layers=cfg["num_upsampling_layers"])
     generator = build_networks(opt, with_discriminator=False)["G"]
     generator.eval()
     labels = {n: jt.array(rs.randint(0, opt.label_nc, (n, h, w)).astype(np.int32))

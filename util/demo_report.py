@@ -20,7 +20,6 @@ from data.folders import test_labels
 from data.image_io import read_image, read_label, save_image
 from data.labels import colorize
 from util.core.cli import run_main
-from util.core.errors import DatasetError
 from models.training_page import comparison_page
 
 
@@ -31,14 +30,6 @@ def build_parser():
     p.add_argument("--html", required=True, help="path of the comparison page to write")
     p.add_argument("--label_nc", type=int, default=29, help="number of classes")
     return p
-
-
-def find_generated(folder, stem):
-    for ext in (".jpg", ".png"):
-        path = os.path.join(folder, stem + ext)
-        if os.path.isfile(path):
-            return path
-    raise DatasetError(f"{folder}: no generated image for {stem} (expected {stem}.jpg or {stem}.png).")
 
 
 def main(argv=None):
@@ -54,9 +45,9 @@ def main(argv=None):
     for label_path in test_labels(os.path.join(args.data, "test", "labels")):
         stem = os.path.splitext(os.path.basename(label_path))[0]
         gt = read_label(label_path, args.label_nc)
-        gen_path = find_generated(args.generated, stem)
+        gen_path = segmenter.find_generated(args.generated, stem)
         acc_gen.append(segmenter.mask_accuracy(seg.predict(read_image(gen_path)), gt))
-        real_path = find_generated(os.path.join(args.data, "test", "imgs"), stem)
+        real_path = segmenter.find_generated(os.path.join(args.data, "test", "imgs"), stem)
         acc_real.append(segmenter.mask_accuracy(seg.predict(read_image(real_path)), gt))
         flat = np.broadcast_to(np.rint(mean_colour).astype(np.uint8), gt.shape + (3,)).copy()
         acc_flat.append(segmenter.mask_accuracy(seg.predict(flat), gt))

@@ -131,27 +131,26 @@ def main(argv=None):
     use_cuda = device.setup(args.gpu)
 
     from options import test_options
+    from options.base_options import replaced
     from util.core import checkpoint
-    from util import merge_ckpt
+    from models import averaging
     from models.networks import network_names
     from models.generation import generator_files, load_generator
     from util.metrics.selection import file_signature, generate_and_score, rank, ranking_table
 
     folder = os.path.join(checkpoints_dir, name)
     work_dir = os.path.join(folder, "fid_eval")
-    opt, _, notes = test_options.parse(
-        ["--input_path", args.test_labels, "--output_path", work_dir, "--name", name, "--checkpoints_dir",
-         checkpoints_dir, "--seed", str(args.seed), "--gpu", args.gpu, "--batchSize", str(args.batchSize),
-         "--nThreads", str(args.nThreads)] + (["--max_dataset_size", str(args.max_dataset_size)]
-                                              if args.max_dataset_size else []) + (["--no_ema"] if args.no_ema else []))
+    opt, _, notes = test_options.from_values(
+        input_path=args.test_labels, output_path=work_dir, name=name, checkpoints_dir=checkpoints_dir,
+        seed=args.seed, gpu=args.gpu, batchSize=args.batchSize, nThreads=args.nThreads,
+        max_dataset_size=args.max_dataset_size, no_ema=args.no_ema)
     available = [t for t in tags if os.path.isfile(checkpoint.net_path(folder, t, "G"))]
     missing = [t for t in tags if t not in available]
     if missing:
         print(f"no checkpoint for {len(missing)} of {len(tags)} tags, skipped: {', '.join(missing)}")
     if not available:
-        have = checkpoint.available_tags(folder)
         raise CheckpointError(f"{folder}: none of the tags {tags_text} has a checkpoint "
-                              f"(available: {', '.join(have) if have else 'none'}).")
+                              f"({checkpoint.available_hint(folder)}).")
 
     extractor = fid_stats.load_extractor(args.inception_weights, args.fid_batch_size)
     reference, where = fid_stats.reference_statistics(extractor, train_imgs, os.path.join(folder, "fid_stats"),
@@ -173,8 +172,8 @@ def main(argv=None):
           f"labels {args.test_labels}, reference {train_imgs}")
 
     def score(tag):
-        opt.which_epoch = tag
-        files = generator_files(opt, network_names(opt, with_discriminator=False))
+        tag_opt = replaced(opt, which_epoch=tag)  # the shared opt stays as parsed
+        files = generator_files(tag_opt, network_names(tag_opt, with_discriminator=False))
         generator = files[0]["G"]  # G_ema or G
         used = f"{'EMA generator' if generator != 'G' else 'generator'} {generator}"
         signature = file_signature(checkpoint.net_path(folder, tag, generator))
@@ -182,9 +181,9 @@ def main(argv=None):
         if old is not None and old.get("signature") == signature and old.get("generator", "G") == generator:
             print(f"  {tag:<16} FID {old['fid']:10.3f}  (stored in {ranking_path}), {used}")
             return
-        nets = load_generator(opt, files=files)
+        nets = load_generator(tag_opt, files=files)
         out_dir = os.path.join(args.keep_images, tag) if args.keep_images else os.path.join(work_dir, tag)
-        fid = generate_and_score(nets, opt, args.test_labels, out_dir, extractor, reference, resize_to,
+        fid = generate_and_score(nets, tag_opt, args.test_labels, out_dir, extractor, reference, resize_to,
                                  desc=f"generating {tag}")
         if not args.keep_images:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -200,7 +199,7 @@ def main(argv=None):
         best = sorted((r["tag"] for r in ranked[:args.average_best]), key=lambda t: (not t.isdigit(), t.zfill(12)))
         if len(best) < 2:
             raise CheckpointError(f"--average_best {args.average_best}: only {len(best)} checkpoint was scored.")
-        out_tag = merge_ckpt.default_out_tag(best)
+        out_tag = averaging.default_out_tag(best)
         # a stored average of the same, unchanged checkpoints is kept (rewriting it would change its
         # file signature and score it again on every resumed ranking)
         sources = {t: file_signature(checkpoint.net_path(folder, t, "G")) for t in best}
@@ -208,7 +207,8 @@ def main(argv=None):
         out_path = checkpoint.net_path(folder, out_tag, old.get("generator", "G") if old else "G")  # scored file
         if not (old and old.get("sources") == sources and os.path.isfile(out_path)
                 and old.get("signature") == file_signature(out_path)):
-            merge_ckpt.main([folder, *best, "--force"])
+            for line in averaging.average_tags(folder, best, force=True):
+                print(line)
         score(out_tag)
         results[out_tag]["sources"] = sources
         ranked = rank(ranked + [results[out_tag]])

@@ -23,9 +23,7 @@ configurations' sizes are used (ADE20K and COCO-Stuff 256x256, Cityscapes
 """
 
 import argparse
-import hashlib
 import os
-import pickle
 import shutil
 import sys
 import tempfile
@@ -36,14 +34,13 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from models import layout  # noqa: E402
 from options import base_options  # noqa: E402
-from util.core import device  # noqa: E402
+from util.core import checkpoint, device  # noqa: E402
 from util.core.cli import run_main  # noqa: E402
 from util.core.errors import OptionError  # noqa: E402
 from models.source_checkpoints import FORMATS, SourceCheckpointError  # noqa: E402
 
 TAG = "imported"
 PYTORCH_SUFFIXES = (".pth", ".pt", ".bin")
-JITTOR_MAGIC = b"HCAJSLHD"
 
 
 def build_parser():
@@ -83,11 +80,11 @@ def read_source(path, fmt, what):
         raise SourceCheckpointError(f"{path}: {what} file not found.")
     with open(path, "rb") as f:
         head = f.read(4)
-        f.seek(max(0, os.path.getsize(path) - len(JITTOR_MAGIC)))
+        f.seek(max(0, os.path.getsize(path) - len(checkpoint.MAGIC)))
         tail = f.read()
     if fmt == "spade":
         if head != b"PK\x03\x04":
-            hint = " (it is a Jittor pickle: use --format apf)" if tail == JITTOR_MAGIC else ""
+            hint = " (it is a Jittor pickle: use --format apf)" if tail == checkpoint.MAGIC else ""
             raise SourceCheckpointError(f"{path}: not a PyTorch zip checkpoint{hint}. Files saved by PyTorch >= 1.6 "
                                         f"are zip archives; re-save an older one with torch.save(..., "
                                         f"_use_new_zipfile_serialization=True).")
@@ -112,15 +109,13 @@ def _load_jittor(path):
     """A Jittor .pkl (pickle + SHA-1 + magic, as jt.save writes it), read whatever the file is named."""
     with open(path, "rb") as f:
         data = f.read()
-    body = data
-    if data.endswith(JITTOR_MAGIC):
-        body, digest = data[:-28], data[-28:-8]
-        if hashlib.sha1(body).digest() != digest:
-            raise SourceCheckpointError(f"{path}: not a readable Jittor checkpoint: its checksum does not match, the "
-                                        f"file is truncated or damaged.")
     try:
-        return pickle.loads(body)
-    except Exception as err:  # any unreadable file is the user's input problem here
+        return checkpoint.decode(data, path)
+    except checkpoint.DamagedFileError as damaged:  # any unreadable file is the user's input problem here
+        err = damaged.cause
+        if err is None:
+            raise SourceCheckpointError(f"{path}: not a readable Jittor checkpoint: its checksum does not match, "
+                                        f"the file is truncated or damaged.") from None
         raise SourceCheckpointError(f"{path}: not a readable Jittor checkpoint; the file is truncated or damaged "
                                     f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}).") \
             from None
@@ -151,13 +146,9 @@ def _load_pytorch(jt, path):
 def training_options(args, arch):
     """The options (namespace, parser) of the imported experiment, as train_phase.py would hold them."""
     from options import train_options
-    argv = ["--input_path", "none", "--name", args.name, "--checkpoints_dir", args.checkpoints_dir,
-            "--netD", args.netD, "--ndf", str(args.ndf), "--num_D", str(args.num_D), "--n_layers_D",
-            str(args.n_layers_D), "--norm_D", args.norm_D]
-    for key, value in arch.items():
-        argv += [f"--{key}", str(value) if not isinstance(value, bool) else ("yes" if value else "no")]
-    opt, parser = train_options.parse(argv)
-    return opt, parser
+    return train_options.from_values(input_path="none", name=args.name, checkpoints_dir=args.checkpoints_dir,
+                                     netD=args.netD, ndf=args.ndf, num_D=args.num_D, n_layers_D=args.n_layers_D,
+                                     norm_D=args.norm_D, **arch)
 
 
 def map_sources(args):

@@ -90,18 +90,17 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from data.folders import find_label_dir, test_labels  # noqa: E402
 from data import colour_transfer, references  # noqa: E402
 from data.image_io import read_image, read_label, save_image  # noqa: E402
-from util.metrics.segmenter import DemoSegmenter, fit_from_folder, mask_accuracy  # noqa: E402
+from data.transforms import resize_image  # noqa: E402
+from util.metrics.segmenter import DemoSegmenter, find_generated, fit_from_folder, mask_accuracy  # noqa: E402
 from options.base_options import positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
 from util.core import device  # noqa: E402
 from util.metrics import scoring  # noqa: E402
 from util.core.cli import run_main  # noqa: E402
-from util.demo_report import find_generated  # noqa: E402
 from util.core.errors import DatasetError, OptionError, WeightsFileError  # noqa: E402
 
 
@@ -266,9 +265,7 @@ def prediction(seg, spec, image, gen_path, label_nc):
 def resize_to_label(image, label):
     """The generated image at the label map's size (Pillow bicubic), unchanged when the sizes agree."""
     h, w = label.shape
-    if image.shape[:2] == (h, w):
-        return image
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
+    return resize_image(image, (w, h))
 
 
 # -- style references and colour transfer -----------------------------------------------------------------------

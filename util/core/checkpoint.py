@@ -16,7 +16,10 @@ leaves a complete checkpoint: ``read_training_checkpoint`` takes the new set
 when its digests agree and otherwise the ``*.prev`` set. ``write_file`` /
 ``read_file`` store a single other object (e.g. the pure-colour dictionary of
 ``data.pure_colour``) in the same encoding, atomically; ``write_text`` writes
-a report or table atomically. Pure Python/NumPy.
+a report or table atomically (both through ``util.core.files``). ``decode`` is
+the one reader of Jittor's ``.pkl`` encoding, also of files Jittor itself
+wrote (``util/import_ckpt.py``). ``describe_state_differences`` words what
+``state_differences`` finds, for every loader's message. Pure Python/NumPy.
 """
 
 import hashlib
@@ -27,9 +30,11 @@ import shutil
 
 import numpy as np
 
-from util.core.errors import CheckpointError
+from util.core.errors import CheckpointError, few
+from util.core.files import atomic_write, temp_name, write_temp
 
-MAGIC = b"HCAJSLHD"
+MAGIC = b"HCAJSLHD"  # Jittor's .pkl trailer: pickle, then the SHA-1 of the pickle, then MAGIC
+DIGEST_SIZE = 20
 
 
 def encode(obj):
@@ -37,18 +42,29 @@ def encode(obj):
     return body + hashlib.sha1(body).digest() + MAGIC
 
 
+class DamagedFileError(CheckpointError):
+    """A file in the checkpoint encoding that cannot be decoded. ``cause`` is None when its checksum does not
+    match, else the exception unpickling raised (for callers that word the error their own way)."""
+
+    def __init__(self, message, cause=None):
+        super().__init__(message)
+        self.cause = cause
+
+
 def decode(data, path):
+    """The object in ``data`` (the bytes of ``path``): a pickle with or without Jittor's SHA-1 + MAGIC
+    trailer, as ``encode`` and ``jt.save`` write it; DamagedFileError when it cannot be read."""
     if data.endswith(MAGIC):
-        body, digest = data[:-28], data[-28:-8]
+        body, digest = data[:-DIGEST_SIZE - len(MAGIC)], data[-DIGEST_SIZE - len(MAGIC):-len(MAGIC)]
         if hashlib.sha1(body).digest() != digest:
-            raise CheckpointError(f"{path}: checksum mismatch; the file is truncated or corrupt.")
+            raise DamagedFileError(f"{path}: checksum mismatch; the file is truncated or corrupt.")
     else:
         body = data
     try:
         return pickle.loads(body)
     except Exception as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint; the file is truncated or corrupt "
-                              f"({err.__class__.__name__}: {err}).") from None
+        raise DamagedFileError(f"{path}: not a readable checkpoint; the file is truncated or corrupt "
+                               f"({err.__class__.__name__}: {err}).", err) from None
 
 
 EMA_SOURCES = ("G", "E", "Es")  # the networks of which --ema_decay keeps a moving average
@@ -112,7 +128,7 @@ def _keep_previous(final):
     """Hard-link the existing ``final`` to ``final.prev`` (atomically); returns the backup path or None."""
     if not os.path.exists(final):
         return None
-    backup, tmp = final + PREVIOUS, f"{final}{PREVIOUS}.tmp{os.getpid()}"
+    backup, tmp = final + PREVIOUS, temp_name(final + PREVIOUS)
     if os.path.exists(tmp):
         os.remove(tmp)
     try:
@@ -124,31 +140,18 @@ def _keep_previous(final):
 
 
 def _write_temp(final, data):
-    tmp = f"{final}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:  # e.g. disk full or Ctrl-C: leave no partial temp file behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return tmp, final
+    """(temporary file holding ``data``, ``final``): the first half of an atomic write."""
+    return write_temp(final, data), final
 
 
 def write_file(path, obj):
     """Write one object in the checkpoint encoding, atomically (temporary file, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp, final = _write_temp(path, encode(obj))
-    os.replace(tmp, final)
+    atomic_write(path, encode(obj))
 
 
 def write_text(path, text):
     """Write a text file (a report, a table) atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp, final = _write_temp(path, text.encode())
-    os.replace(tmp, final)
+    atomic_write(path, text)
 
 
 def read_file(path, what="checkpoint"):
@@ -227,6 +230,23 @@ def state_differences(own_shapes, state, may_be_new=None):
     return new, missing, unused, wrong
 
 
+def describe_state_differences(own_shapes, state, missing, unused, wrong, terms, shown=5):
+    """The parts of a message saying how ``state`` differs from a model's {key: shape} ``own_shapes``, one a
+    kind of difference found by ``state_differences``: '{term}: first names ... (N in all)'. ``terms`` names
+    the kinds (missing keys, unused keys, shapes that differ); a shape difference reads 'key (state shape) vs
+    (model shape)'. Empty when they agree."""
+    missing_term, unused_term, wrong_term = terms
+    parts = []
+    if missing:
+        parts.append(f"{missing_term}: {few(missing, shown)}")
+    if unused:
+        parts.append(f"{unused_term}: {few(unused, shown)}")
+    if wrong:
+        parts.append(f"{wrong_term}: " + few([f"{k} {tuple(state[k].shape)} vs {tuple(own_shapes[k])}"
+                                               for k in wrong], shown))
+    return parts
+
+
 def read_training_checkpoint(folder, tag, nets, optional=()):
     """(state, {name: state dict}, used_previous) of a complete checkpoint at ``tag``.
 
@@ -269,3 +289,10 @@ def available_tags(folder):
     tags = [m.group(1) for f in os.listdir(folder) if (m := re.match(r"^(.+)_net_G\.pkl$", f))]
     numeric = sorted((t for t in tags if t.isdigit()), key=int)
     return numeric + sorted(t for t in tags if not t.isdigit())
+
+
+def available_hint(folder, label="available"):
+    """The part of a 'no checkpoint for this tag' message that says what ``folder`` has: 'available: 3, 4'
+    (``label``, then ``available_tags``), or 'no checkpoints there at all'."""
+    tags = available_tags(folder)
+    return f"{label}: {', '.join(tags)}" if tags else "no checkpoints there at all"

@@ -51,7 +51,7 @@ def check_launch():
             not (os.environ.get("mpicc_path") or shutil.which("mpicc")):
         raise OptionError("running under mpirun, but mpicc was not found: Jittor needs the OpenMPI development "
                           "files to build its MPI operators (Debian/Ubuntu: apt-get install openmpi-bin "
-                          "libopenmpi-dev; or set mpicc_path). See README, 'Multi-GPU training'.")
+                          "libopenmpi-dev; or set mpicc_path). See docs/training.md, 'Multi-GPU training (MPI)'.")
 
 
 def check_batch_size(batch_size, ranks):

@@ -36,7 +36,9 @@ from typing import NamedTuple
 import numpy as np
 
 from data.image_io import IMAGE_EXTENSIONS, list_files, read_image
+from data.transforms import resize_image
 from util.core.errors import DatasetError, UserError
+from util.core.files import atomic_write
 
 FEATURE_DIMS = 2048
 DEFAULT_BATCH_SIZE = 50
@@ -123,10 +125,7 @@ def parse_size(text):
 def load_image(path, resize_to=None):
     """An image file as pytorch-fid reads it (RGB uint8), optionally resized (bicubic) to ``resize_to`` (W, H)."""
     image = read_image(path)
-    if resize_to is not None and (image.shape[1], image.shape[0]) != tuple(resize_to):
-        from PIL import Image
-        image = np.asarray(Image.fromarray(image).resize(tuple(resize_to), Image.BICUBIC))
-    return image
+    return image if resize_to is None else resize_image(image, resize_to)
 
 
 def file_digest(path, chunk=1 << 20):
@@ -269,12 +268,8 @@ class StatisticsCache:
             return None  # unreadable or foreign: recomputed and overwritten
 
     def put(self, key, stats, folder=""):
-        os.makedirs(self.directory, exist_ok=True)
-        path = self.path(key)
-        tmp = f"{path}.tmp{os.getpid()}.npz"
-        np.savez(tmp, key=key, mu=stats.mu, sigma=stats.sigma, count=stats.count, folder=str(folder))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(self.path(key), lambda f: np.savez(f, key=key, mu=stats.mu, sigma=stats.sigma,
+                                                               count=stats.count, folder=str(folder)))
 
 
 def reference_statistics(extractor, folder, cache_dir=None, resize_to=None):

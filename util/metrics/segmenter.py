@@ -1,4 +1,5 @@
-"""A small pixel classifier for the demo dataset, and mask accuracy.
+"""A small pixel classifier for the demo dataset, and mask accuracy (with ``find_generated``, the
+generated image of a label map, as util/score.py and util/demo_report.py pair them).
 
 This module owns ``DemoSegmenter``: it learns, from (photo, label map) pairs,
 a Gaussian mixture per landscape class over a few per-pixel features (Lab
@@ -20,7 +21,8 @@ import os
 import cv2
 import numpy as np
 
-from data.image_io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, list_files, read_image, read_label
+from data.folders import match_by_stem
+from data.image_io import read_image, read_label
 from data.labels import NUM_CLASSES
 from util.core.errors import DatasetError, WeightsFileError
 
@@ -240,15 +242,14 @@ def paired_files(img_dir, label_dir):
     for folder in (img_dir, label_dir):
         if not os.path.isdir(folder):
             raise DatasetError(f"{folder}: folder not found.")
-    images = {os.path.splitext(f)[0]: f for f in list_files(img_dir, IMAGE_EXTENSIONS)}
-    labels = {os.path.splitext(f)[0]: f for f in list_files(label_dir, LABEL_EXTENSIONS)}
-    missing = sorted(set(labels) - set(images))
+    match = match_by_stem(img_dir, label_dir)
+    missing = match.only_labels
     if missing:
         raise DatasetError(f"{label_dir}: {len(missing)} label map(s) without a photo in {img_dir}, "
                            f"e.g. {missing[0]}.")
-    if not labels:
+    if not match.labels:
         raise DatasetError(f"{label_dir}: no label maps found.")
-    return [(os.path.join(img_dir, images[s]), os.path.join(label_dir, labels[s])) for s in sorted(labels)]
+    return match.pairs(sorted(match.labels))
 
 
 def fit_from_folder(img_dir, label_dir, label_nc=NUM_CLASSES, max_images=None, **kwargs):
@@ -285,3 +286,16 @@ def mean_mask_accuracy(preds, gts):
     if not preds or len(preds) != len(gts):
         raise ValueError(f"need equally many predictions and ground truths, at least one (got {len(preds)}, {len(gts)})")
     return float(np.mean([mask_accuracy(p, g) for p, g in zip(preds, gts)]))
+
+
+GENERATED_EXTENSIONS = (".jpg", ".png")
+
+
+def find_generated(folder, stem):
+    """The generated image of label map ``stem`` (x.png -> x): ``folder``/x.jpg, else x.png; DatasetError
+    when there is neither."""
+    for ext in GENERATED_EXTENSIONS:
+        path = os.path.join(folder, stem + ext)
+        if os.path.isfile(path):
+            return path
+    raise DatasetError(f"{folder}: no generated image for {stem} (expected {stem}.jpg or {stem}.png).")
