@@ -38,6 +38,7 @@ import numpy as np
 from data.image_io import save_image, save_label
 from data.labels import CLASS_ID, NUM_CLASSES
 from util.core.errors import OptionError
+from util.core.files import atomic_write
 
 # Materials: what a pixel is made of. Several materials may share a class
 # (a house's roof and walls are both "house"). Columns: class name, base RGB,
@@ -501,7 +502,5 @@ def write_dataset(out, num, width, height, seed=0, num_test=None, progress=True)
         save_label(os.path.join(out, split, "labels", _file_name(prefix, i, ".png")), label)
         fractions[split].append(class_fractions(label))
     mapping = reference_mapping(fractions["test"], fractions["train"])
-    with open(os.path.join(out, "test", REFERENCE_JSON), "w", encoding="utf-8") as f:
-        json.dump(mapping, f, sort_keys=True, indent=1)
-        f.write("\n")
+    atomic_write(os.path.join(out, "test", REFERENCE_JSON), json.dumps(mapping, sort_keys=True, indent=1) + "\n")
     return num, num_test

@@ -10,6 +10,10 @@ loaders (``resume``) cover everything a resumed run needs to continue
 exactly. With the edge-guided generator (``--netG spade_edge``) both steps
 also cover its image-branch output, and the generator step its edge map
 (``edge_guided_*``).
+The discriminator step judges the image of the generator step of the same
+iteration, detached (``--d_fake reuse``), or an image generated again by the
+updated generator (``--d_fake regenerate``, as SPADE and APF-GAN do: a second
+generator forward per iteration, see ``fake_for_discriminator``).
 With ``--ema_decay`` the trainer also keeps exponential moving averages of G
 (E, Es) as networks of their own in ``nets`` (G_ema, E_ema, Es_ema; see
 ``models.ema``): updated after every applied generator step
@@ -87,6 +91,8 @@ class SPADETrainer:
                 norm=getattr(opt, "inception_norm", "running"))
         self.augment_policy = parse_policy(opt.diff_aug)
         self.edge_guided = getattr(opt, "netG", "spade") == "spade_edge"
+        self.reuse_fake = getattr(opt, "d_fake", "regenerate") == "reuse"
+        self._generated = None  # the generator step's output, for the discriminator step of the same iteration
         g_params = []
         for name in ("G", "E", "Es"):
             if name in self.nets:
@@ -193,9 +199,22 @@ class SPADETrainer:
             if kld is not None:
                 terms["KLD"] = kld
             total = sum(terms.values())
+        self._generated = generated if self.reuse_fake else None
         if self.precision.step(self.optimizer_G, total, self.nets):
             self.update_ema()
         return self._check_finite(terms, "generator"), fake
+
+    def fake_for_discriminator(self, seg, real, stage, all_outputs=False):
+        """What the discriminator step judges (detach it): with --d_fake reuse the output of this iteration's
+        generator step (made before the generator's update, with that step's seg-noise and style-code draws);
+        otherwise, or when no generator step came first, the updated generator's output for the same input under
+        no_grad: a second forward, with fresh seg-noise and style-code draws, that updates the generator's
+        batch-norm running statistics a second time."""
+        generated, self._generated = self._generated, None
+        if generated is None:
+            with jt.no_grad():
+                generated, _ = self.generate(seg, real, stage, all_outputs=all_outputs)
+        return generated
 
     def update_ema(self):
         """Move the EMA networks (--ema_decay) towards the live ones after a generator update."""
@@ -246,9 +265,7 @@ class SPADETrainer:
     def discriminator_terms(self, label, real, stage=None):
         opt = self.opt
         seg, seg_small, real_small = self.stage_inputs(label, real, stage)
-        with jt.no_grad():
-            fake, _ = self.generate(seg, real, stage)
-        fake = fake.detach()
+        fake = self.fake_for_discriminator(seg, real, stage).detach()
         pred_fake, pred_real = self.discriminate(seg_small, fake, real_small, stage)
         weights = self.scale_weights(stage)
         terms = {"D_Fake": losses.gan_loss(pred_fake, False, for_discriminator=True, mode=opt.gan_mode,
@@ -262,8 +279,7 @@ class SPADETrainer:
         final and the image-branch image, weighted 1 : --lambda_branch (one pass of D per image)."""
         opt = self.opt
         seg, seg_small, real_small = self.stage_inputs(label, real, stage)
-        with jt.no_grad():
-            outputs, _ = self.generate(seg, real, stage, all_outputs=True)
+        outputs = self.fake_for_discriminator(seg, real, stage, all_outputs=True)
         fakes = [(outputs.image, 1.0)]
         if opt.lambda_branch > 0:
             fakes.append((outputs.branch_image, opt.lambda_branch))

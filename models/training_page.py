@@ -74,6 +74,4 @@ def comparison_page(path, title, rows, columns):
         parts.append(f"<tr><td>{html.escape(name)}</td>" +
                      "".join(f"<td><img src='{html.escape(c)}'></td>" for c in cells) + "</tr>")
     parts.append("</table></body></html>")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
+    atomic_write(path, "\n".join(parts))

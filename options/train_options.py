@@ -10,6 +10,7 @@ from options import presets
 from util.core.errors import CheckpointError
 
 AMP_CHOICES = ("off", "bf16", "fp16")  # models.mixed_precision.MixedPrecision.for_device
+D_FAKE_CHOICES = ("reuse", "regenerate")  # models.trainer.SPADETrainer.fake_for_discriminator
 PG_STRATEGIES = ("fade", "jump")  # models.progressive.ProgressiveSchedule
 PG_ALPHA_STEPS = ("iteration", "epoch")
 DEFAULT_INCEPTION_WEIGHTS = os.path.join("pretrained", "pt_inception-2015-12-05-6726825d.pth")
@@ -51,6 +52,12 @@ def add_training_options(parser):
                         "statistics, spectral-norm vectors) copied. Saved in every checkpoint as networks of their "
                         "own, {tag}_net_G_ema.pkl (E_ema, Es_ema); generation and FID use them when present "
                         "(test_phase.py --no_ema: the raw G). 0 = off; typical 0.999 ... 0.9999 (OASIS, StyleGAN2)")
+    g.add_argument("--d_fake", choices=D_FAKE_CHOICES, default="regenerate",
+                   help="the image the discriminator step judges: reuse = the generator step's image of the same "
+                        "iteration, detached (no second generator forward; not the default: on the CPU demo it "
+                        "trained to a lower mask accuracy, docs/training.md); regenerate = generated again by the just-updated generator, as "
+                        "SPADE and APF-GAN do (fresh seg-noise and style-code draws, the generator's batch-norm "
+                        "running statistics updated twice per iteration)")
     g.add_argument("--continue_train", **base.SWITCH,
                    help="resume from --which_epoch (default latest): networks, optimisers, epoch, iteration, RNG; with "
                         "--which_epoch imported, fine-tune a checkpoint imported by util/import_ckpt.py from epoch 1 "

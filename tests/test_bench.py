@@ -8,6 +8,7 @@ measurement, the command line end to end at tiny settings, and its errors."""
 import json
 import os
 import re
+import sys
 
 import jittor as jt
 import numpy as np
@@ -132,10 +133,11 @@ def test_random_weight_files_load_with_the_real_loaders(weights):
 def test_training_flops_are_counted_from_the_lazy_graph_of_the_real_step(weights):
     """The fine-tuning step at tiny settings: the forward FLOPs of one iteration are G on the batch twice
     (G step, then under no_grad in D's step), D on fake + real twice, VGG19 and Inception on fake + real
-    once; the backward pass lies between 1x and 2x the forward; nothing is executed."""
+    once (--d_fake regenerate, as SPADE and APF-GAN); the backward pass lies between 1x and 2x the forward;
+    nothing is executed."""
     opt = tiny_train_opt("--vgg_weights", weights[0], "--inception_weights", weights[1], "--no_vgg_loss", "no",
                          "--inception_loss", "--diff_aug", "color,crop,translation", "--use_seg_noise",
-                         "--batchSize", "2")
+                         "--batchSize", "2", "--d_fake", "regenerate")
     result = bench.count_flops(opt)
     per = result["forward_per_image"]
     assert set(per) == {"G", "D", "VGG19", "Inception"} and all(v > 0 for v in per.values())
@@ -151,6 +153,16 @@ def test_training_flops_are_counted_from_the_lazy_graph_of_the_real_step(weights
     assert g_nets["VGG19"]["backward"] == pytest.approx(g_nets["VGG19"]["forward"] / 2)
     assert g_nets["Inception"]["backward"] == pytest.approx(g_nets["Inception"]["forward"] / 2)
     assert result["discriminator_step"]["networks"]["G"]["backward"] == 0
+
+
+def test_reusing_the_generator_steps_image_saves_one_generator_forward_per_iteration(weights):
+    common = ("--vgg_weights", weights[0], "--no_vgg_loss", "no", "--use_seg_noise", "--batchSize", "2")
+    reuse = bench.count_flops(tiny_train_opt(*common, "--d_fake", "reuse"))
+    regenerate = bench.count_flops(tiny_train_opt(*common, "--d_fake", "regenerate"))
+    g_forward = 2 * reuse["forward_per_image"]["G"]
+    assert "G" not in reuse["discriminator_step"]["networks"]
+    assert regenerate["per_iteration_forward_only"] - reuse["per_iteration_forward_only"] == pytest.approx(g_forward)
+    assert reuse["generator_step"] == regenerate["generator_step"]
 
 
 def test_loader_measurement_on_a_handful_of_images(tiny_dataset, tmp_path):
@@ -230,3 +242,181 @@ def test_bad_train_args_are_named():
                       timeout=300)
     assert proc.returncode == 2
     assert "--train_args" in proc.stderr and "--no_such_flag" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------ --compare (side by side with the references)
+def fake_checkout(root, kind):
+    """A folder with the files --compare looks for in a checkout of the reference ``kind`` (nothing runs)."""
+    trainer = {"spade": "from models.networks.sync_batchnorm import DataParallelWithCallback\n",
+               "apf": "import jittor as jt\n"}[kind]
+    for path, text in (("trainers/pix2pix_trainer.py", trainer), ("models/pix2pix_model.py", ""),
+                       ("options/train_options.py", "")):
+        os.makedirs(os.path.join(root, os.path.dirname(path)), exist_ok=True)
+        with open(os.path.join(root, path), "w") as f:
+            f.write(text)
+    return str(root)
+
+
+def python_without_torch(folder):
+    """An executable named python3 in ``folder`` that fails as a Python without torch does."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "python3")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def assert_user_error(proc, *texts):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
+    message = " ".join(proc.stderr.split())  # the message is wrapped at 100 columns
+    for text in texts:
+        assert text in message, (text, message)
+
+
+@pytest.mark.parametrize("kind, flag, url", [("spade", "--spade_repo", "https://github.com/NVlabs/SPADE"),
+                                             ("apf", "--apf_repo", "https://github.com/zcablii/APF-GAN-jittor")])
+def test_compare_without_or_with_a_missing_checkout_says_where_to_get_it(tmp_path, kind, flag,
+                                                                             url):
+    proc = run_script("util.bench", "--compare", kind, timeout=120)
+    assert_user_error(proc, flag, f"git clone {url} DIR")
+    proc = run_script("util.bench", "--compare", kind, flag, str(tmp_path / "nowhere"), timeout=120)
+    assert_user_error(proc, f"{tmp_path / 'nowhere'}: no such folder", f"git clone {url} DIR")
+    # the other reference's checkout, or an empty folder, is refused
+    other = fake_checkout(tmp_path / "other", "apf" if kind == "spade" else "spade")
+    proc = run_script("util.bench", "--compare", kind, flag, other, timeout=120)
+    assert_user_error(proc, "not a checkout of " + url, "trainers/pix2pix_trainer.py")
+    proc = run_script("util.bench", "--compare", kind, flag, str(tmp_path), timeout=120)
+    assert_user_error(proc, "not a checkout of " + url, "models/pix2pix_model.py")
+
+
+def test_compare_spade_without_torch_says_how_to_make_a_python_with_it(tmp_path):
+    repo = fake_checkout(tmp_path / "spade", "spade")
+    fake = python_without_torch(str(tmp_path / "bin"))
+    venv = ("python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.14.1 torchvision==0.29.1 "
+            "dill")
+    proc = run_script("util.bench", "--compare", "spade", "--spade_repo", repo, "--torch_python", fake, timeout=120)
+    assert_user_error(proc, f"{fake} (ModuleNotFoundError: No module named 'torch')", venv,
+                      "--torch_python /tmp/torchenv/bin/python")
+    proc = run_script("util.bench", "--compare", "spade", "--spade_repo", repo, "--torch_python",
+                      str(tmp_path / "missing" / "python"), timeout=120)
+    assert_user_error(proc, "no such program", venv)
+    # by default: python3 / python on PATH
+    proc = run_script("util.bench", "--compare", "spade", "--spade_repo", repo, timeout=120,
+                      extra_env={"PATH": str(tmp_path / "bin")})
+    assert_user_error(proc, f"{fake} (ModuleNotFoundError", venv)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--compare", "torch"], "torch"),
+    (["--spade_repo", "/tmp"], "--spade_repo is used with --compare spade only"),
+    (["--compare", "apf", "--spade_repo", "/tmp"], "--spade_repo is used with --compare spade only"),
+    (["--compare", "apf", "--torch_python", "python3"], "--torch_python is used with --compare spade only"),
+    (["--apf_repo", "/tmp"], "--apf_repo is used with --compare apf only"),
+    (["--compare", "spade", "--what", "train", "--preset", "cpu"], "drop --preset, --what"),
+    (["--compare", "apf", "--train_args", "--ngf 8"], "drop --train_args"),
+])
+def test_compare_argument_checks(args, named):
+    proc = run_script("util.bench", *args, timeout=120)
+    assert proc.returncode == 2
+    assert named in proc.stderr and "Traceback" not in proc.stderr
+
+
+def flag_values(argv):
+    """{--flag: value} of a command line (bare switches map to True)."""
+    out = {}
+    for i, arg in enumerate(argv):
+        if arg.startswith("--"):
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            out[arg] = True if nxt is None or nxt.startswith("--") else nxt
+    return out
+
+
+@pytest.mark.parametrize("kind, size", [("spade", (128, 96)), ("apf", (256, 192))])
+def test_compare_settings_are_the_same_on_both_sides(tmp_path, kind, size):
+    """The project's options parse and have the reference's values (APF-GAN runs at 256x192: its layout)."""
+    from options import train_options
+    settings, values, argv, extra = bench.compare_settings(kind, str(tmp_path))
+    opt, _ = train_options.from_values(**values)
+    ref = flag_values(argv)
+    w, h = size
+    assert (settings["width"], settings["height"]) == (w, h) == (opt.crop_size, round(w / opt.aspect_ratio))
+    assert ref["--crop_size"] == str(w) and float(ref["--aspect_ratio"]) == opt.aspect_ratio
+    for key, flag, value in (("ngf", "--ngf", 32), ("ndf", "--ndf", 32), ("num_D", "--num_D", 2),
+                             ("n_layers_D", "--n_layers_D", 4), ("batchSize", "--batchSize", 2),
+                             ("label_nc", "--label_nc", 29)):
+        assert getattr(opt, key) == value and ref[flag] == str(value), key
+    assert ref["--no_instance"] is True and ref["--gan_mode"] == opt.gan_mode == "hinge"
+    assert not opt.no_vgg_loss and not opt.no_ganFeat_loss and opt.vgg_input == "raw"
+    assert float(ref["--lambda_vgg"]) == opt.lambda_vgg and float(ref["--lambda_feat"]) == opt.lambda_feat
+    assert not (opt.inception_loss or opt.diff_aug or opt.use_seg_noise or opt.use_vae or opt.pg_niter)
+    assert getattr(opt, "d_fake", "regenerate") == "regenerate"   # D's fake generated again, as the references
+    if kind == "spade":
+        assert (opt.num_upsampling_layers, ref["--num_upsampling_layers"]) == ("normal", "normal")
+        assert opt.norm_G == ref["--norm_G"] and opt.norm_D == ref["--norm_D"] and not opt.encode_mask
+    else:
+        assert (opt.num_upsampling_layers, ref["--num_upsampling_layers"]) == ("apf_more", "more")
+        assert opt.encode_mask and ref["--encode_mask"] is True and opt.netD == "apf_progressive"
+        assert extra["epoch"] >= int(ref["--pg_niter"])      # APF-GAN's full-size networks
+
+
+def test_compare_table_shows_rates_the_paired_ratio_and_parameters(capsys):
+    ref = {"framework": "PyTorch 2.14.1", "python": "3.11.7", "commit": "fecacc9" + "0" * 33, "runs": "SPADE's",
+           "argv": ["--ngf", "32"], "iterations_per_s": 0.5, "all_iterations_per_s": [0.5, 0.4, 0.6],
+           "g_step_parameters": 110, "d_step_parameters": 20,
+           "unused_parameters": {"g_step": {"E.fc_mu/fc_var": 10}, "d_step": {}}}
+    project = {"framework": "Jittor 1.3.11", "python": "3.11.7", "runs": "ours", "iterations_per_s": 0.6,
+               "all_iterations_per_s": [0.6, 0.6, 0.5], "g_step_parameters": 100, "d_step_parameters": 20}
+    results = {"device": "CPU: test", "command": "python -m util.bench --compare spade", "settings": dict(
+        bench.COMPARE_COMMON, size="128x96", steps="one G step + one D step", optimiser="Adam", data="random"),
+        "repeats": 3, "iters": 2, "warmup": 2, "load_average_at_end": 1.0, "reference": ref, "project": project,
+        "ratio": 1.2, "pair_ratios": [1.2, 1.5, 0.83]}
+    bench.print_compare(results, "NVlabs/SPADE", batch=2)
+    out = capsys.readouterr().out
+    assert "NVlabs/SPADE fecacc9 (PyTorch 2.14.1" in out and "options: --ngf 32" in out
+    for row in (r"NVlabs/SPADE\s+iterations/s\s+0.500\s+1.000 images/s; passes 0.500, 0.400, 0.600",
+                r"this project\s+iterations/s\s+0.600", r"this project / SPADE\s+1.20\s+median of the 3 paired "
+                r"passes: 1.20, 1.50, 0.83", r"trained by the G step\s+100\s+this project; NVlabs/SPADE: 110 = 100 "
+                r"\+ 10 its step never uses \(E.fc_mu/fc_var 10\)", r"trained by the D step\s+20\s+this project; "
+                r"NVlabs/SPADE: 20$"):
+        assert re.search(row, out, re.M), row
+
+
+def test_reference_driver_protocol_and_a_crash_through_a_stand_in_driver(tmp_path, monkeypatch):
+    """ReferenceDriver speaks to a driver script's main() (run in the checkout folder by runpy) line by line;
+    a driver that dies is a ReferenceRunError quoting its output. The stand-in prints to stdout as the
+    references do: only the protocol copy reaches the benchmark."""
+    folder = tmp_path / "drivers"
+    folder.mkdir()
+    (folder / "fake_step.py").write_text(
+        "import json, os, sys\n"
+        "def main(argv):\n"
+        "    settings = json.loads(argv[0])\n"
+        "    proto = os.fdopen(os.dup(1), 'w', buffering=1)\n"
+        "    os.dup2(2, 1)\n"
+        "    print('noise from the reference')\n"
+        "    if settings.get('crash'):\n"
+        "        raise RuntimeError('the reference broke')\n"
+        "    print('ready ' + json.dumps({'cwd': os.getcwd(), 'warmup': settings['warmup']}), file=proto)\n"
+        "    for line in sys.stdin:\n"
+        "        if line.startswith('quit'):\n"
+        "            break\n"
+        "        print('seconds ' + str(0.5 * int(line.split()[1])), file=proto)\n"
+        "    return 0\n")
+    monkeypatch.setattr(bench, "DRIVERS", str(folder))
+    monkeypatch.setitem(bench.REFERENCES, "fake", {"title": "the fake", "driver": "fake_step.py"})
+    driver = bench.ReferenceDriver("fake", sys.executable, str(tmp_path), {"warmup": 3},
+                                   str(tmp_path / "log.txt"), bench.driver_environment())
+    try:
+        assert driver.ready() == {"cwd": str(tmp_path), "warmup": 3}
+        assert driver.run(4) == 2.0 and driver.run(1) == 0.5
+    finally:
+        driver.close()
+    assert driver.proc.returncode == 0
+    assert "noise from the reference" in (tmp_path / "log.txt").read_text()
+    crashing = bench.ReferenceDriver("fake", sys.executable, str(tmp_path), {"warmup": 1, "crash": True},
+                                     str(tmp_path / "log2.txt"), bench.driver_environment())
+    with pytest.raises(bench.ReferenceRunError, match="(?s)the fake's training driver stopped.*the reference broke"):
+        crashing.ready()
+    crashing.close()

@@ -52,6 +52,7 @@ def test_improved_presets_differ_from_apf_where_the_readme_says():
                                          "ema_decay"}
     assert differences(fine, apf_fine) == {"norm_G", "norm_D", "norm_E", "pg_alpha", "pg_resize", "vgg_input",
                                            "ema_decay", "diff_aug_colour", "inception_norm"}
+    assert apf_pre.d_fake == apf_fine.d_fake == pre.d_fake == fine.d_fake == "regenerate"
     assert pre.norm_G.startswith("spectral") and pre.ema_decay > 0 and pre.pg_alpha == "iteration"
     assert fine.diff_aug_colour == "shared" and fine.inception_norm == "running"
 

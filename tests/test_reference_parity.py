@@ -85,7 +85,7 @@ SPADE_COMMON = ["--ngf", "8", "--spade_hidden", "128", "--norm_G", "spectralspad
 SPADE_TRAIN = ["--label_nc", "29", "--crop_size", "128", "--aspect_ratio", str(4 / 3), "--ngf", "8", "--ndf", "8",
                "--num_D", "2", "--n_layers_D", "3", "--batchSize", "2", "--spade_hidden", "128",
                "--num_upsampling_layers", "normal", "--no_vgg_loss", "no", "--vgg_input", "raw",
-               "--lambda_vgg", "10", "--lambda_feat", "10", "--lambda_l1", "0"]
+               "--lambda_vgg", "10", "--lambda_feat", "10", "--lambda_l1", "0", "--d_fake", "regenerate"]
 LOSS_NAMES = {"GAN": "G_GAN", "GAN_Feat": "G_GAN_Feat", "VGG": "G_VGG", "D_Fake": "D_Fake", "D_real": "D_Real"}
 
 
@@ -517,7 +517,7 @@ APF_TRAIN = ["--label_nc", "29", "--crop_size", "256", "--aspect_ratio", str(4 /
              "--num_D", "3", "--n_layers_D", "3", "--netD", "apf_progressive", "--num_upsampling_layers", "apf_more",
              "--norm_G", "spadesyncbatch3x3", "--norm_E", "instance", "--norm_D", "instance", "--encode_mask",
              "--use_seg_noise", "--spade_hidden", "128", "--batchSize", "2", "--no_vgg_loss", "no", "--vgg_input",
-             "raw", "--lambda_vgg", "10", "--lambda_feat", "10", "--lambda_l1", "0"]
+             "raw", "--lambda_vgg", "10", "--lambda_feat", "10", "--lambda_l1", "0", "--d_fake", "regenerate"]
 # The faithful recipe's own presets at the runner's size (these flags also undo TINY_NET_FLAGS): everything
 # else (norms, discriminator, schedule, resizing, losses) comes from options/presets/apf_*.json, so these
 # cases prove the presets.

@@ -56,6 +56,46 @@ float32 with a note).
 The VGG19 and Inception weight files are written with random values to a
 temporary folder (He-normal convolutions, identity batch-norm statistics)
 unless --train_args names other files.
+
+Side by side with the references (instead of the parts above):
+
+    python -m util.bench --compare spade --spade_repo DIR [--torch_python PATH] [--gpu off]
+    python -m util.bench --compare apf --apf_repo DIR [--gpu off]
+
+runs the reference's own training iteration and this project's at the same
+settings, in alternating timed passes (reference, project, reference, ...,
+--repeats each, --iters iterations a pass, after --warmup untimed iterations
+on each side), and prints each side's iterations/s (median of its passes),
+the ratio project / reference (the median of the paired passes' ratios), the
+number of parameters each side's two optimisers train, and the settings. Both sides:
+ngf 32, ndf 32, num_D 2, n_layers_D 4, batch 2, 29 labels, hinge GAN loss +
+feature matching + VGG19 perceptual loss (random weights, on the [-1, 1]
+images as the references feed it), TTUR Adam, one G step and one D step per
+iteration, random label maps / photos; this project's side is the training
+step above (SPADETrainer generator_step + discriminator_step + jt.sync_all()).
+
+* spade, 128x96: NVlabs/SPADE's Pix2PixTrainer (PyTorch, 'normal' layout,
+  spectral norm + batch norm in the SPADE blocks, multiscale discriminator
+  with spectral instance norm) against the same networks here. It runs in a
+  subprocess with --torch_python, a Python with torch, torchvision and dill
+  (default: python3 or python on PATH if it has them; PyTorch is not a
+  requirement of this project). Create one with
+  python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.14.1 torchvision==0.29.1 dill
+* apf, 256x192: zcablii/APF-GAN-jittor's Pix2PixTrainer as its winning run
+  configured it, after the progressive stages (the full-size networks): the
+  mask-encoder start, its 'more' layout, spectralspadesyncbatch3x3 /
+  spectralinstance norms (its spectral norm never takes effect), its
+  progressive discriminator; here the preset apf_pretrain at the full size
+  (apf_more, no spectral norm, netD apf_progressive). 256x192 because that
+  mask encoder and layout need sides that are multiples of 64. It runs in a
+  subprocess with this project's Python in the checkout (APF-GAN's packages
+  models/, options/, util/, data/ share this project's names), torchvision
+  and dill stubbed, Jittor's vgg19 built without pretrained weights.
+
+The reference side runs the driver scripts in util/metrics/reference_steps/
+(standalone: they import only the reference's code and PyTorch or Jittor). A
+missing checkout, or no Python with PyTorch for SPADE, stops with a message
+saying what to install or where to point.
 """
 
 import argparse
@@ -76,7 +116,7 @@ import numpy as np
 from options.base_options import HelpFormatter, positive_float, positive_int
 from util.core import device, distributed
 from util.core.cli import run_main
-from util.core.errors import OptionError
+from util.core.errors import OptionError, UserError
 
 PARTS = ("train", "generate", "loader", "flops")
 PHASES = ("pretrain", "finetune")
@@ -157,7 +197,36 @@ def build_parser():
     p.add_argument("--peak_tflops", type=positive_float, default=None,
                    help="the device's peak TFLOP/s at the training precision, for the utilisation%(default).0s")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON%(default).0s")
+    g = p.add_argument_group("side by side with a reference implementation (--compare)")
+    g.add_argument("--compare", choices=tuple(REFERENCES), default=None,
+                   help="time the reference's own training step and this project's at the same settings, in "
+                        "alternating passes, instead of the parts above: spade (NVlabs/SPADE, PyTorch) or apf "
+                        "(zcablii/APF-GAN-jittor)%(default).0s")
+    g.add_argument("--spade_repo", default=None, metavar="DIR",
+                   help="--compare spade: a checkout of https://github.com/NVlabs/SPADE%(default).0s")
+    g.add_argument("--apf_repo", default=None, metavar="DIR",
+                   help="--compare apf: a checkout of https://github.com/zcablii/APF-GAN-jittor%(default).0s")
+    g.add_argument("--torch_python", default=None, metavar="PATH",
+                   help="--compare spade: a Python with torch, torchvision and dill (default: python3 or python "
+                        "on PATH if it has them)%(default).0s")
     return p
+
+
+# options of the parts above that --compare does not use
+NOT_WITH_COMPARE = ("preset", "what", "phases", "train_args", "gen_batch", "loader_threads", "loader_batch",
+                    "loader_images", "loader_unique", "data", "peak_tflops")
+
+
+def check_compare_arguments(parser, args):
+    """Refuse flags that the chosen mode (--compare or the parts) would ignore."""
+    if args.compare:
+        ignored = [d for d in NOT_WITH_COMPARE if getattr(args, d) != parser.get_default(d)]
+        if ignored:
+            parser.error(f"--compare runs the side-by-side training benchmark alone; drop "
+                         f"{', '.join('--' + d for d in ignored)}")
+    for flag, kinds in (("spade_repo", ("spade",)), ("torch_python", ("spade",)), ("apf_repo", ("apf",))):
+        if getattr(args, flag) is not None and args.compare not in kinds:
+            parser.error(f"--{flag} is used with --compare {kinds[0]} only")
 
 
 # ----------------------------------------------------------------------------- device and memory
@@ -313,7 +382,10 @@ def random_batches(opt, n, count=2, seed=0):
              rs.uniform(-1, 1, (n, 3, h, w)).astype(np.float32)) for _ in range(count)]
 
 
-def measure_training(opt, args, use_cuda, log):
+def training_step(opt, use_cuda, log):
+    """The benchmarked training iteration of train_phase.py: (step(i), finish(), trainer, precision). ``step``
+    runs one G step and one D step on fresh Jittor arrays of two random batches taken in turn (as the data
+    loader hands them over) and ``jt.sync_all()``; ``finish`` waits for the device (``jt.sync_all(True)``)."""
     import jittor as jt
 
     from models.mixed_precision import MixedPrecision
@@ -332,8 +404,12 @@ def measure_training(opt, args, use_cuda, log):
         trainer.discriminator_step(label, real, None)
         jt.sync_all()
 
-    rate, rates, seconds = timed_passes(step, args.iters, args.repeats, args.warmup,
-                                        lambda: jt.sync_all(True))
+    return step, lambda: jt.sync_all(True), trainer, precision
+
+
+def measure_training(opt, args, use_cuda, log):
+    step, finish, _, precision = training_step(opt, use_cuda, log)
+    rate, rates, seconds = timed_passes(step, args.iters, args.repeats, args.warmup, finish)
     out = {"batch": opt.batchSize, "iterations_per_s": rate, "images_per_s": rate * opt.batchSize,
            "all_iterations_per_s": rates, "all_images_per_s": [r * opt.batchSize for r in rates],
            "pass_seconds": seconds, "iterations_per_pass": args.iters, "settings": settings_of(opt),
@@ -549,19 +625,394 @@ def table_rows(results):
     return rows
 
 
-def print_table(rows):
-    rows = [("part", "measure", "value", "notes")] + list(rows)
+def print_table(rows, header=("part", "measure", "value", "notes")):
+    rows = [tuple(header)] + list(rows)
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"  {s:<{widths[0]}}  {n:<{widths[1]}}  {v:>{widths[2]}}  {note}".rstrip() for s, n, v, note in rows]
     rule = "  " + "-" * (max(len(x) for x in lines) - 2)
     print("\n".join([rule, lines[0], rule] + lines[1:] + [rule]))
 
 
+# ----------------------------------------------------------------------------- side by side with the references
+class ReferenceSetupError(UserError):
+    """--compare: the reference's checkout, or a Python with PyTorch for it, is missing or unusable."""
+
+
+class ReferenceRunError(UserError):
+    """--compare: the reference's training driver stopped before the benchmark ended."""
+
+
+DRIVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "reference_steps")
+# runs a driver script's main() with the reference checkout (the working directory) first on sys.path
+DRIVER_BOOT = 'import runpy, sys; sys.exit(runpy.run_path(sys.argv[1])["main"](sys.argv[2:]))'
+TORCH_VENV = ("python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.14.1 torchvision==0.29.1 "
+              "dill")
+# The settings both sides share (--compare): one G step and one D step per iteration, hinge GAN loss + feature
+# matching (lambda 10) + VGG19 perceptual loss (lambda 10, random weights, on the [-1, 1] images as the references
+# feed it), TTUR Adam (lr 0.0002: G 0.0001, D 0.0004, betas 0 / 0.9), random label maps and photos.
+COMPARE_COMMON = {"ngf": 32, "ndf": 32, "num_D": 2, "n_layers_D": 4, "batch": 2, "label_nc": 29}
+REFERENCES = {
+    "spade": {
+        "title": "NVlabs/SPADE", "url": "https://github.com/NVlabs/SPADE", "flag": "--spade_repo",
+        "driver": "spade_step.py", "size": (128, 96),
+        # a file of the checkout and a text only this reference's version of it holds
+        "marker": (os.path.join("trainers", "pix2pix_trainer.py"), "DataParallelWithCallback"),
+        "runs": "SPADE's own Pix2PixTrainer (PyTorch, in a subprocess with --torch_python): run_generator_one_step "
+                "+ run_discriminator_one_step; SPADE generator, 'normal' layout (start: 3x3 convolution of the "
+                "label map downsampled to 4x3), spectral norm and batch norm in its SPADE blocks "
+                "(spectralspadesyncbatch3x3, 128 hidden channels), multiscale PatchGAN discriminator with spectral "
+                "instance norm, VGG19 from torchvision with weights=None",
+        "project_runs": "the same networks and losses: netG spade, num_upsampling_layers normal, norm_G "
+                        "spectralspadesyncbatch3x3, spade_hidden 128, netD multiscale, norm_D spectralinstance, "
+                        "vgg_input raw (VGG19 with random He-normal weights)",
+    },
+    "apf": {
+        "title": "zcablii/APF-GAN-jittor", "url": "https://github.com/zcablii/APF-GAN-jittor", "flag": "--apf_repo",
+        "driver": "apf_step.py", "size": (256, 192),
+        "marker": (os.path.join("trainers", "pix2pix_trainer.py"), "jittor"),
+        "pg_niter": 180, "epoch": 181,
+        "runs": "APF-GAN's own Pix2PixTrainer (Jittor, in a subprocess with this Python) as its winning run "
+                "trained after the progressive stages (epoch 181, --pg_niter 180, --pg_strategy 1: the full-size "
+                "networks): mask-encoder start (--use_vae --encode_mask), its 'more' layout (the extra final block "
+                "up_4), norm_G spectralspadesyncbatch3x3, norm_E and norm_D spectralinstance (its spectral norm "
+                "never takes effect), its progressive discriminator (sub-discriminator k at 1/2^k size with "
+                "ndf/2^k first channels), VGG19 from jittor.models with pretrained=False",
+        "project_runs": "preset apf_pretrain at the full size (--pg_niter 0): mask encoder, num_upsampling_layers "
+                        "apf_more, norm_G spadesyncbatch3x3, norm_E and norm_D instance (what APF-GAN's spectral "
+                        "norm computes), netD apf_progressive, vgg_input raw (VGG19 with random He-normal weights)",
+        "size_note": "APF-GAN's mask encoder (six stride-2 convolutions) and 'more' layout (six upsamplings) need "
+                     "sides that are multiples of 64: 256x192 is the smallest 4:3 size its winning configuration "
+                     "runs at (at 128x96 its generator's output would not match the label map)",
+    },
+}
+
+
+def check_reference_repo(kind, repo):
+    """The checkout given for --compare ``kind`` (absolute path); ReferenceSetupError when it is missing or is
+    not that reference."""
+    ref = REFERENCES[kind]
+    clone = f"git clone {ref['url']} DIR and pass {ref['flag']} DIR"
+    if not repo:
+        raise ReferenceSetupError(f"--compare {kind} runs {ref['title']}'s own training step next to this "
+                                  f"project's and needs a checkout of it: {clone}.")
+    if not os.path.isdir(repo):
+        raise ReferenceSetupError(f"{ref['flag']} {repo}: no such folder. It should be a checkout of "
+                                  f"{ref['url']}: {clone}.")
+    path, text = ref["marker"]
+    missing = [p for p in (path, os.path.join("models", "pix2pix_model.py"),
+                           os.path.join("options", "train_options.py")) if not os.path.isfile(os.path.join(repo, p))]
+    try:
+        with open(os.path.join(repo, path), encoding="utf-8", errors="replace") as f:
+            found = text in f.read()
+    except OSError:
+        found = False
+    if missing or not found:
+        what = f"{', '.join(missing)} missing" if missing else f"its {path} is not {ref['title']}'s"
+        raise ReferenceSetupError(f"{ref['flag']} {repo}: not a checkout of {ref['url']} ({what}). {clone}.")
+    return os.path.abspath(repo)
+
+
+def find_torch_python(given):
+    """The interpreter for SPADE: ``given``, else the first of python3 / python on PATH that imports torch,
+    torchvision and dill. ReferenceSetupError (with how to make one) when there is none."""
+    import subprocess
+    if given:
+        candidates = [os.path.abspath(given) if os.sep in given else (shutil.which(given) or given)]
+    else:
+        candidates = list(dict.fromkeys(p for p in (shutil.which("python3"), shutil.which("python")) if p))
+    tried = []
+    for python in candidates:
+        if not os.path.isfile(python) or not os.access(python, os.X_OK):
+            tried.append(f"{python} (no such program)")
+            continue
+        try:
+            proc = subprocess.run([python, "-c", "import torch, torchvision, dill"], capture_output=True, text=True,
+                                  timeout=300, env=driver_environment())
+        except (OSError, subprocess.TimeoutExpired) as err:
+            tried.append(f"{python} ({err})")
+            continue
+        if proc.returncode == 0:
+            return python
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        tried.append(f"{python} ({last})")
+    found = "; ".join(tried) if tried else "no python3 on PATH"
+    raise ReferenceSetupError(
+        f"--compare spade runs NVlabs/SPADE's training step with PyTorch, in another Python (PyTorch is not one "
+        f"of this project's requirements), and found none that imports torch, torchvision and dill: {found}. "
+        f"Create one with: {TORCH_VENV} (pip takes about 3.5 minutes) and pass --torch_python "
+        f"/tmp/torchenv/bin/python.")
+
+
+def driver_environment(**extra):
+    """The reference driver's environment: the user's, without PYTHONPATH (a path to this project there would
+    shadow the reference's packages of the same names)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def git_commit(repo):
+    import subprocess
+    try:
+        proc = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def compare_settings(kind, tmp):
+    """(shared settings, this project's option values, the reference's command-line options, driver extras)."""
+    ref = REFERENCES[kind]
+    c = COMPARE_COMMON
+    w, h = ref["size"]
+    settings = dict(c, size=f"{w}x{h}", width=w, height=h, gan_loss="hinge", lambda_feat=10.0, lambda_vgg=10.0,
+                    vgg_weights="random", steps="one G step + one D step per iteration",
+                    optimiser="Adam, TTUR (G lr 0.0001, D lr 0.0004), betas 0 / 0.9",
+                    data="random label maps and photos (two batches in turn)")
+    values = dict(input_path=os.path.join(tmp, "unused"), name="bench",
+                  checkpoints_dir=os.path.join(tmp, "checkpoints"),
+                  vgg_weights=os.path.join(tmp, VGG_FILE), crop_size=w, aspect_ratio=w / h, load_size=w,
+                  ngf=c["ngf"], ndf=c["ndf"], num_D=c["num_D"], n_layers_D=c["n_layers_D"], batchSize=c["batch"],
+                  label_nc=c["label_nc"], gan_mode="hinge", lambda_feat=10.0, lambda_vgg=10.0, no_vgg_loss=False,
+                  no_ganFeat_loss=False, vgg_input="raw", lr=0.0002, beta1=0.0, beta2=0.9, no_TTUR=False, amp="off",
+                  inception_loss=False, diff_aug="", use_seg_noise=False, use_vae=False, pg_niter=0, lambda_l1=0.0,
+                  lambda_style=0.0, ema_decay=0.0, spade_hidden=128)
+    argv = ["--name", "bench", "--label_nc", str(c["label_nc"]), "--no_instance", "--crop_size", str(w),
+            "--load_size", str(w), "--aspect_ratio", repr(w / h), "--ngf", str(c["ngf"]), "--ndf", str(c["ndf"]),
+            "--num_D", str(c["num_D"]), "--n_layers_D", str(c["n_layers_D"]), "--batchSize", str(c["batch"]),
+            "--gan_mode", "hinge", "--lambda_feat", "10", "--lambda_vgg", "10", "--lr", "0.0002", "--beta1", "0",
+            "--beta2", "0.9"]
+    extra = {}
+    values["d_fake"] = "regenerate"  # D judges an image generated again by the updated G, as both references
+    if kind == "spade":
+        values.update(netG="spade", num_upsampling_layers="normal", norm_G="spectralspadesyncbatch3x3",
+                      netD="multiscale", norm_D="spectralinstance", encode_mask=False)
+        argv += ["--dataset_mode", "custom", "--label_dir", "unused", "--image_dir", "unused", "--netG", "spade",
+                 "--num_upsampling_layers", "normal", "--norm_G", "spectralspadesyncbatch3x3", "--netD", "multiscale",
+                 "--norm_D", "spectralinstance"]
+    else:
+        values.update(preset="apf_pretrain")
+        argv += ["--num_upsampling_layers", "more", "--norm_G", "spectralspadesyncbatch3x3", "--norm_E",
+                 "spectralinstance", "--norm_D", "spectralinstance", "--use_vae", "--encode_mask", "--netD",
+                 "multiscale", "--pg_strategy", "1", "--pg_niter", str(ref["pg_niter"]), "--niter", "340"]
+        extra["epoch"] = ref["epoch"]
+    return settings, values, argv, extra
+
+
+class ReferenceDriver:
+    """A reference's training driver (util/metrics/reference_steps/) in a subprocess, spoken to by line."""
+
+    def __init__(self, kind, python, repo, settings, log_path, env):
+        import subprocess
+        self.title = REFERENCES[kind]["title"]
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        driver = os.path.join(DRIVERS, REFERENCES[kind]["driver"])
+        self.proc = subprocess.Popen([python, "-c", DRIVER_BOOT, driver, json.dumps(settings)], cwd=repo, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     bufsize=1)
+
+    def _expect(self, word):
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                self._fail()
+            if line.startswith(word + " "):
+                return line[len(word) + 1:].strip()
+
+    def _send(self, text):
+        try:
+            self.proc.stdin.write(text + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._fail()
+
+    def _fail(self):
+        try:
+            code = self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - still running but not answering: stop it
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.flush()
+        with open(self.log_path, errors="replace") as f:
+            tail = "".join(f.readlines()[-25:]).rstrip()
+        raise ReferenceRunError(f"{self.title}'s training driver stopped (exit code {code}) before the benchmark "
+                                f"ended. Its last output:\n{tail}")
+
+    def ready(self):
+        """The driver's report once its warm-up iterations are done (versions, device, parameter counts)."""
+        return json.loads(self._expect("ready"))
+
+    def run(self, iters):
+        """Seconds of ``iters`` training iterations, as the driver timed them."""
+        self._send(f"run {iters}")
+        return float(self._expect("seconds"))
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=120)
+            except Exception:  # noqa: BLE001 - it is being shut down either way
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def count_parameters(optimizer):
+    """Parameters the optimiser updates (Jittor's optimisers skip those marked stop_grad: batch-norm statistics,
+    spectral-norm vectors)."""
+    return int(sum(int(np.prod(p.shape)) for p in optimizer_params(optimizer) if not p.is_stop_grad()))
+
+
+def run_compare(args, argv, log):
+    kind = args.compare
+    ref = REFERENCES[kind]
+    repo = check_reference_repo(kind, args.spade_repo if kind == "spade" else args.apf_repo)
+    python = find_torch_python(args.torch_python) if kind == "spade" else sys.executable
+    use_cuda = device.setup(args.gpu)
+    args.iters = args.iters or (20 if use_cuda else 2)
+    args.warmup = args.warmup or (3 if use_cuda else 2)
+
+    import jittor as jt
+    jt.set_global_seed(0)
+    tmp = tempfile.mkdtemp(prefix="bench_compare_")
+    driver = None
+    try:
+        settings, values, ref_argv, extra = compare_settings(kind, tmp)
+        ref_argv += ["--gpu_ids", "0" if use_cuda else "-1"]
+        driver_settings = dict(extra, repo=repo, cuda=use_cuda, seed=0, warmup=args.warmup, options=ref_argv,
+                               batch=settings["batch"], width=settings["width"], height=settings["height"],
+                               label_nc=settings["label_nc"])
+        commit = git_commit(repo)
+        gpu = gpu_name() if use_cuda else None
+        device_text = (f"GPU: {gpu or 'CUDA device 0'}" if use_cuda else
+                       f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)")
+        log(f"side-by-side training benchmark: {ref['title']} vs this project, {settings['size']}, batch "
+            f"{settings['batch']}, on {device_text}")
+        log(f"starting {ref['title']}'s trainer in a subprocess ({python}, in {repo}) ...")
+        driver = ReferenceDriver(kind, python, repo, driver_settings, os.path.join(tmp, "reference.log"),
+                                 driver_environment())
+        log("building this project's trainer and running its warm-up iterations ...")
+        opt = parse_phase_options(values, [], "")
+        ensure_weights({"compare": opt}, tmp)
+        step, finish, trainer, precision = training_step(opt, use_cuda, log)
+        for i in range(args.warmup):
+            step(i)
+        finish()
+        project_info = {"framework": f"Jittor {jt.__version__}", "python": sys.version.split()[0],
+                        "g_step_parameters": count_parameters(trainer.optimizer_G),
+                        "d_step_parameters": count_parameters(trainer.optimizer_D), "precision": precision.describe(),
+                        "options": {k: getattr(opt, k) for k in sorted(ARCHITECTURE_SUMMARY) if hasattr(opt, k)}}
+        log(f"waiting for {ref['title']}'s warm-up iterations ...")
+        ref_info = driver.ready()
+        expected = [settings["batch"], 3, settings["height"], settings["width"]]
+        if ref_info.get("generated_shape") != expected:
+            log(f"  note: {ref['title']} generated images of shape {ref_info.get('generated_shape')}, expected "
+                f"{expected}")
+        log(f"timing: {args.repeats} alternating passes of {args.iters} iterations each ({ref['title']} first) "
+            f"after {args.warmup} warm-up iterations")
+        ref_seconds, project_seconds = [], []
+        done = args.warmup
+        for r in range(args.repeats):
+            ref_seconds.append(driver.run(args.iters))
+            start = time.perf_counter()
+            for _ in range(args.iters):
+                step(done)
+                done += 1
+            finish()
+            project_seconds.append(time.perf_counter() - start)
+            log(f"  pass {r + 1}: {ref['title']} {args.iters / ref_seconds[-1]:.3f} it/s, this project "
+                f"{args.iters / project_seconds[-1]:.3f} it/s")
+        driver.close()
+        driver = None
+    finally:
+        if driver is not None:
+            driver.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    ref_rates = [args.iters / s for s in ref_seconds]
+    project_rates = [args.iters / s for s in project_seconds]
+    pair_ratios = [p / r for p, r in zip(project_rates, ref_rates)]
+    batch = settings["batch"]
+    ref_info.update(argv=ref_argv, commit=commit, repo=repo, interpreter=python, runs=ref["runs"],
+                    iterations_per_s=statistics.median(ref_rates), all_iterations_per_s=ref_rates,
+                    pass_seconds=ref_seconds)
+    regenerate = " (--d_fake regenerate: the D step generates again, as the references)"
+    project_info.update(runs=("models.trainer.SPADETrainer generator_step + discriminator_step + jt.sync_all() "
+                              "(util/bench.py's training step): " + ref["project_runs"] + regenerate),
+                        iterations_per_s=statistics.median(project_rates), all_iterations_per_s=project_rates,
+                        pass_seconds=project_seconds)
+    results = {
+        "compare": kind, "command": "python -m util.bench " + " ".join(shlex.quote(a) for a in argv),
+        "gpu": use_cuda, "device": device_text, "host": platform.node(), "settings": settings,
+        "size_note": ref.get("size_note"), "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup,
+        "reference": ref_info, "project": project_info, "ratio": statistics.median(pair_ratios),
+        "pair_ratios": pair_ratios, "load_average_at_end": os.getloadavg()[0],
+    }
+    print_compare(results, ref["title"], batch)
+    if args.json:
+        from util.core.checkpoint import write_text
+        write_text(args.json, json.dumps(results, indent=1))
+        print(f"wrote {args.json}")
+    sys.stdout.flush()
+    return 0
+
+
+# project options listed with a comparison's results
+ARCHITECTURE_SUMMARY = ("crop_size", "aspect_ratio", "ngf", "ndf", "num_D", "n_layers_D", "batchSize", "label_nc",
+                        "netG", "num_upsampling_layers", "norm_G", "norm_E", "norm_D", "netD", "spade_hidden",
+                        "encode_mask", "use_vae", "use_seg_noise", "gan_mode", "lambda_feat", "lambda_vgg",
+                        "vgg_input", "no_vgg_loss", "no_ganFeat_loss", "inception_loss", "diff_aug", "pg_niter",
+                        "d_fake", "lr", "beta1", "beta2", "no_TTUR", "amp")
+
+
+def print_compare(results, title, batch):
+    s, ref, project = results["settings"], results["reference"], results["project"]
+    commit = f" {ref['commit'][:7]}" if ref.get("commit") else ""
+    print(f"\n{results['device']}; {title}{commit} ({ref['framework']}, Python {ref['python']}) vs this project "
+          f"({project['framework']}, Python {project['python']})")
+    print(f"command: {results['command']}")
+    print(f"settings: {s['size']}, ngf {s['ngf']}, ndf {s['ndf']}, num_D {s['num_D']}, n_layers_D "
+          f"{s['n_layers_D']}, batch {s['batch']}, {s['label_nc']} labels, hinge GAN loss + feature matching + VGG19 "
+          f"perceptual loss (random weights), {s['steps']}, {s['optimiser']}, {s['data']}")
+    if results.get("size_note"):
+        print(f"size: {results['size_note']}")
+    print(f"{title} runs: {ref['runs']}; options: {' '.join(ref['argv'])}")
+    print(f"this project runs: {project['runs']}")
+    print(f"timing: {results['repeats']} alternating passes of {results['iters']} iterations each ({title} first) "
+          f"after {results['warmup']} warm-up iterations; 1-minute load average {results['load_average_at_end']:.2f} "
+          f"at the end ({os.cpu_count()} logical cores)")
+    rows = []
+    for name, side in ((title, ref), ("this project", project)):
+        rows.append((name, "iterations/s", f"{side['iterations_per_s']:.3f}",
+                     f"{side['iterations_per_s'] * batch:.3f} images/s; passes "
+                     + ", ".join(f"{r:.3f}" for r in side["all_iterations_per_s"])))
+    ratios = results["pair_ratios"]
+    rows.append(("ratio", "this project / " + title.split("/")[-1], f"{results['ratio']:.2f}",
+                 f"median of the {len(ratios)} paired passes: " + ", ".join(f"{r:.2f}" for r in ratios)))
+    for which in ("g_step", "d_step"):
+        unused = ref.get("unused_parameters", {}).get(which, {})
+        note = f"this project; {title}: {ref[which + '_parameters']:,}"
+        if unused:
+            note += (f" = {ref[which + '_parameters'] - sum(unused.values()):,} + {sum(unused.values()):,} its step "
+                     f"never uses (" + ", ".join(f"{kind} {n:,}" for kind, n in unused.items()) + ")")
+        rows.append(("parameters", f"trained by the {which[0].upper()} step", f"{project[which + '_parameters']:,}",
+                     note))
+    print_table(rows, ("side", "measure", "value", "notes"))
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_compare_arguments(parser, args)
     distributed.require_single_process("util/bench.py")
+    if args.compare:
+        return run_compare(args, argv, lambda text: print(text, flush=True))
     try:
         train_args = shlex.split(args.train_args)
     except ValueError as err:

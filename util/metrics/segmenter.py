@@ -25,6 +25,7 @@ from data.folders import match_by_stem
 from data.image_io import read_image, read_label
 from data.labels import NUM_CLASSES
 from util.core.errors import DatasetError, WeightsFileError
+from util.core.files import atomic_write
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 files predate the context columns
@@ -210,10 +211,9 @@ class DemoSegmenter:
     def save(self, path):
         """Write the fitted model as a .npz of plain arrays (no pickled code)."""
         self._check_fitted()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "wb") as f:
-            np.savez(f, version=np.array(FORMAT_VERSION), config=np.array(json.dumps(self.config)),
-                     means=self.means, covs=self.covs, log_w=self.log_w, comp_class=self.comp_class)
+        atomic_write(path, lambda f: np.savez(
+            f, version=np.array(FORMAT_VERSION), config=np.array(json.dumps(self.config)), means=self.means,
+            covs=self.covs, log_w=self.log_w, comp_class=self.comp_class))
 
     @classmethod
     def load(cls, path):
