@@ -19,6 +19,9 @@ iterations (untimed), then answers a line protocol on stdin / stdout:
   and prints ``seconds S`` (the wall time of the N iterations);
 * ``quit`` (or the end of stdin) ends it.
 
+The protocol loop, the private stdout and the import check live once, in ``protocol.py``, which each driver
+loads by path (``runpy.run_path``): the drivers cannot import this project.
+
 Everything else a reference prints goes to stderr: the driver moves file descriptor 1 to 2 and keeps the
 protocol on a private copy of the original stdout.
 """

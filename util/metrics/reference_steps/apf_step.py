@@ -19,33 +19,16 @@ trains once its progressive stages are over. Patched, without changing the compu
   so that Jittor does not probe a CUDA toolkit without a GPU.
 """
 
-import importlib
 import json
 import os
 import pickle
+import runpy
 import sys
 import tempfile
-import time
 import types
 
-
-def protocol_stream():
-    """A private copy of stdout for the protocol; file descriptor 1 (print, Jittor's C++ logs) then goes to
-    stderr."""
-    sys.stdout.flush()
-    stream = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    return stream
-
-
-def reference(name, repo):
-    """The reference's module ``name`` (the checkout is first on sys.path: its packages ``models``,
-    ``options``, ``util`` shadow any others); refuses a module found outside the checkout."""
-    module = importlib.import_module(name)
-    path = os.path.realpath(getattr(module, "__file__", "") or "")
-    if not path.startswith(os.path.realpath(repo) + os.sep):
-        raise ImportError(f"{name} was imported from {path}, not from the checkout {repo}")
-    return module
+SHARED = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py"))
+protocol_stream, reference, serve = SHARED["protocol_stream"], SHARED["reference"], SHARED["serve"]
 
 
 def count(optimizer):
@@ -120,31 +103,13 @@ def main(argv):
         trainer.run_discriminator_one_step(data, epoch)
         jt.sync_all()
 
-    done = 0
-    for _ in range(settings["warmup"]):
-        step(done)
-        done += 1
-    jt.sync_all(True)
-    fake = trainer.get_latest_generated()
-    fake = fake[-1] if isinstance(fake, list) else fake
-    info = {"reference": "zcablii/APF-GAN-jittor", "framework": f"Jittor {jt.__version__}",
-            "python": sys.version.split()[0], "device": "GPU" if cuda else "CPU", "epoch": epoch,
-            "g_step_parameters": count(trainer.optimizer_G), "d_step_parameters": count(trainer.optimizer_D),
-            "generated_shape": [int(s) for s in fake.shape], "unused_parameters": unused}
-    print("ready " + json.dumps(info), file=proto, flush=True)
+    def describe():
+        fake = trainer.get_latest_generated()
+        fake = fake[-1] if isinstance(fake, list) else fake
+        info = {"reference": "zcablii/APF-GAN-jittor", "framework": f"Jittor {jt.__version__}",
+                "python": sys.version.split()[0], "device": "GPU" if cuda else "CPU", "epoch": epoch,
+                "g_step_parameters": count(trainer.optimizer_G), "d_step_parameters": count(trainer.optimizer_D),
+                "generated_shape": [int(s) for s in fake.shape], "unused_parameters": unused}
+        return info
 
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "quit":
-            break
-        if words[0] != "run" or len(words) != 2:
-            raise ValueError(f"unknown command {line.strip()!r} (expected 'run N' or 'quit')")
-        start = time.perf_counter()
-        for _ in range(int(words[1])):
-            step(done)
-            done += 1
-        jt.sync_all(True)
-        print(f"seconds {time.perf_counter() - start:.6f}", file=proto, flush=True)
-    return 0
+    return serve(step, lambda: jt.sync_all(True), settings["warmup"], describe, proto)

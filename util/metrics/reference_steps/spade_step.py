@@ -20,31 +20,15 @@ on a batch dict as SPADE's data loader yields it (``label`` float [N, 1, H, W], 
   norm).
 """
 
-import importlib
 import json
 import os
+import runpy
 import sys
 import tempfile
-import time
 import types
 
-
-def protocol_stream():
-    """A private copy of stdout for the protocol; file descriptor 1 (print, C libraries) then goes to stderr."""
-    sys.stdout.flush()
-    stream = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    return stream
-
-
-def reference(name, repo):
-    """The reference's module ``name`` (its packages shadow no installed ones: the checkout is first on
-    sys.path); refuses a module found outside the checkout."""
-    module = importlib.import_module(name)
-    path = os.path.realpath(getattr(module, "__file__", "") or "")
-    if not path.startswith(os.path.realpath(repo) + os.sep):
-        raise ImportError(f"{name} was imported from {path}, not from the checkout {repo}")
-    return module
+SHARED = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py"))
+protocol_stream, reference, serve = SHARED["protocol_stream"], SHARED["reference"], SHARED["serve"]
 
 
 def stub_sync_batchnorm(repo, torch):
@@ -108,30 +92,13 @@ def main(argv):
         trainer.run_discriminator_one_step(data)
         sync()
 
-    done = 0
-    for _ in range(settings["warmup"]):
-        step(done)
-        done += 1
-    fake = trainer.get_latest_generated()
-    info = {"reference": "NVlabs/SPADE", "framework": f"PyTorch {torch.__version__}",
-            "python": sys.version.split()[0], "threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name(0) if cuda else "CPU", "sync_batchnorm": sync_bn,
-            "g_step_parameters": count(trainer.optimizer_G), "d_step_parameters": count(trainer.optimizer_D),
-            "generated_shape": list(fake.shape)}
-    print("ready " + json.dumps(info), file=proto, flush=True)
+    def describe():
+        fake = trainer.get_latest_generated()
+        info = {"reference": "NVlabs/SPADE", "framework": f"PyTorch {torch.__version__}",
+                "python": sys.version.split()[0], "threads": torch.get_num_threads(),
+                "device": torch.cuda.get_device_name(0) if cuda else "CPU", "sync_batchnorm": sync_bn,
+                "g_step_parameters": count(trainer.optimizer_G), "d_step_parameters": count(trainer.optimizer_D),
+                "generated_shape": list(fake.shape)}
+        return info
 
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "quit":
-            break
-        if words[0] != "run" or len(words) != 2:
-            raise ValueError(f"unknown command {line.strip()!r} (expected 'run N' or 'quit')")
-        start = time.perf_counter()
-        for _ in range(int(words[1])):
-            step(done)
-            done += 1
-        sync()
-        print(f"seconds {time.perf_counter() - start:.6f}", file=proto, flush=True)
-    return 0
+    return serve(step, sync, settings["warmup"], describe, proto)
