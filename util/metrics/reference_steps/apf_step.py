@@ -24,11 +24,10 @@ import os
 import pickle
 import runpy
 import sys
-import tempfile
 import types
 
 SHARED = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py"))
-protocol_stream, reference, serve = SHARED["protocol_stream"], SHARED["reference"], SHARED["serve"]
+protocol_stream, build_trainer, serve = SHARED["protocol_stream"], SHARED["build_trainer"], SHARED["serve"]
 
 
 def count(optimizer):
@@ -79,15 +78,7 @@ def main(argv):
     real_vgg19 = jittor_models.vgg19
     jittor_models.vgg19 = lambda pretrained=False, **kwargs: real_vgg19(pretrained=False, **kwargs)
 
-    train_options = reference("options.train_options", repo)
-    trainers = reference("trainers.pix2pix_trainer", repo)
-    checkpoints = tempfile.mkdtemp(prefix="apf_bench_")
-    saved_argv, sys.argv = sys.argv, ["train_phase.py", *settings["options"], "--checkpoints_dir", checkpoints]
-    try:
-        opt = train_options.TrainOptions().parse()
-    finally:
-        sys.argv = saved_argv
-    trainer = trainers.Pix2PixTrainer(opt)
+    trainer = build_trainer(repo, "train_phase.py", settings["options"], "apf_bench_")
     unused = unused_parameters(trainer.pix2pix_model)
     epoch = int(settings["epoch"])
 

@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 
 
@@ -26,6 +27,20 @@ def reference(name, repo):
     if not path.startswith(os.path.realpath(repo) + os.sep):
         raise ImportError(f"{name} was imported from {path}, not from the checkout {repo}")
     return module
+
+
+def build_trainer(repo, script, options, prefix):
+    """The reference's ``Pix2PixTrainer`` built from its own ``TrainOptions`` parsing ``options`` as the command
+    line of ``script``, with checkpoints in a fresh temporary folder."""
+    train_options = reference("options.train_options", repo)
+    trainers = reference("trainers.pix2pix_trainer", repo)
+    checkpoints = tempfile.mkdtemp(prefix=prefix)
+    saved_argv, sys.argv = sys.argv, [script, *options, "--checkpoints_dir", checkpoints]
+    try:
+        opt = train_options.TrainOptions().parse()
+    finally:
+        sys.argv = saved_argv
+    return trainers.Pix2PixTrainer(opt)
 
 
 def serve(step, finish, warmup, describe, proto):

@@ -24,11 +24,10 @@ import json
 import os
 import runpy
 import sys
-import tempfile
 import types
 
 SHARED = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py"))
-protocol_stream, reference, serve = SHARED["protocol_stream"], SHARED["reference"], SHARED["serve"]
+protocol_stream, build_trainer, serve = SHARED["protocol_stream"], SHARED["build_trainer"], SHARED["serve"]
 
 
 def stub_sync_batchnorm(repo, torch):
@@ -65,15 +64,7 @@ def main(argv):
     torchvision.models.vgg19 = lambda *args, **kwargs: real_vgg19(weights=None)
     sync_bn = stub_sync_batchnorm(repo, torch)
 
-    train_options = reference("options.train_options", repo)
-    trainers = reference("trainers.pix2pix_trainer", repo)
-    checkpoints = tempfile.mkdtemp(prefix="spade_bench_")
-    saved_argv, sys.argv = sys.argv, ["train.py", *settings["options"], "--checkpoints_dir", checkpoints]
-    try:
-        opt = train_options.TrainOptions().parse()
-    finally:
-        sys.argv = saved_argv
-    trainer = trainers.Pix2PixTrainer(opt)
+    trainer = build_trainer(repo, "train.py", settings["options"], "spade_bench_")
 
     n, h, w, label_nc = settings["batch"], settings["height"], settings["width"], settings["label_nc"]
     rs = np.random.RandomState(settings["seed"])
