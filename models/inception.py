@@ -45,6 +45,7 @@ from jittor import nn
 
 from models.normalization import avg_pool_exclude_pad
 from models.pretrained import FID_WEIGHTS_URL, freeze, read_state_dict
+from models.reductions import normalize
 from util.core.errors import WeightsFileError, few
 
 FEATURE_LAYERS = ("pool_1", "pool_2", "mixed_6e", "pool_3")
@@ -106,10 +107,10 @@ def _branch_pool(x, kind):
     raise ValueError(f"unknown pool kind {kind!r}")
 
 
-def batch_moments(x):
-    """Per-channel mean and (biased) variance of a batch [N, C, H, W], the variance from the deviations."""
-    mean = x.mean(dims=(0, 2, 3))
-    return mean, ((x - mean.reshape((1, -1, 1, 1))) ** 2).mean(dims=(0, 2, 3))
+def batch_normalize(x, weight, bias, eps):
+    """x [N, C, H, W] normalised with its batch's per-channel mean and biased variance, then scaled by ``weight``
+    and shifted by ``bias``."""
+    return normalize(x, False, eps)[0] * weight.reshape((1, -1, 1, 1)) + bias.reshape((1, -1, 1, 1))
 
 
 class FrozenBatchNorm(nn.Module):
@@ -133,9 +134,8 @@ class FrozenBatchNorm(nn.Module):
 
     def execute(self, x):
         if self.batch_statistics:
-            mean, var = batch_moments(x)
-        else:
-            mean, var = self.running_mean, self.running_var
+            return batch_normalize(x, self.weight, self.bias, self.eps)
+        mean, var = self.running_mean, self.running_var
         scale = self.weight / jt.sqrt(var + self.eps)
         shift = self.bias - mean * scale
         return x * scale.reshape((1, -1, 1, 1)) + shift.reshape((1, -1, 1, 1))

@@ -8,6 +8,7 @@ import jittor as jt
 from jittor import nn
 
 from models.layout import NORM_G_PATTERN, NORM_LAYER_PATTERN
+from models.reductions import normalize
 
 
 def _l2_normalize(x, eps):
@@ -18,7 +19,7 @@ def power_iteration(weight_mat, u, v, n_iterations, eps=1e-12):
     """Refine the singular vectors (u, v) of ``weight_mat`` [out, in] without gradient; returns (u, v)."""
     w = weight_mat.detach()
     for _ in range(n_iterations):
-        v = _l2_normalize(jt.matmul(w.transpose(1, 0), u.reshape(-1, 1)).reshape(-1), eps)
+        v = _l2_normalize(jt.matmul(u.reshape(1, -1), w).reshape(-1), eps)  # W^T u without transposing W
         u = _l2_normalize(jt.matmul(w, v.reshape(-1, 1)).reshape(-1), eps)
     return u.detach(), v.detach()
 
@@ -86,21 +87,6 @@ def conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=Tru
     return cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
 
 
-def _moments(x, dims, sync):
-    """(mean, biased variance) over ``dims`` (kept), the variance from the deviations from the mean. Jittor's
-    own norms compute E[x^2] - E[x]^2, which loses most of its digits when a channel's mean is large against its
-    spread (docs/jittor-defects.md). ``sync``: averaged over the MPI ranks (equal batches)."""
-    stats = x.float32() if x.dtype != "float32" else x
-    mean = stats.mean(dims=dims, keepdims=True)
-    if sync:
-        mean = mean.mpi_all_reduce("mean")
-    centred = stats - mean
-    var = (centred * centred).mean(dims=dims, keepdims=True)
-    if sync:
-        var = var.mpi_all_reduce("mean")
-    return mean, var
-
-
 class BatchNorm2d(nn.Module):
     """Batch normalisation of [N, C, H, W] maps (without affine parameters unless ``affine``).
 
@@ -120,7 +106,7 @@ class BatchNorm2d(nn.Module):
     def execute(self, x):
         if self.is_training():
             sync = self.sync and jt.in_mpi
-            mean, var = _moments(x, [0, 2, 3], sync)
+            out, mean, var = normalize(x, False, self.eps, sync)
             count = x.shape[0] * x.shape[2] * x.shape[3] * (jt.world_size if sync else 1)
             unbiased = var.reshape(-1) * (count / max(count - 1, 1))
             self.running_mean.update((self.running_mean * (1 - self.momentum) + mean.reshape(-1) * self.momentum)
@@ -129,7 +115,7 @@ class BatchNorm2d(nn.Module):
         else:
             mean = self.running_mean.reshape(1, -1, 1, 1)
             var = self.running_var.reshape(1, -1, 1, 1)
-        out = (x - mean.astype(x.dtype)) / jt.sqrt(var + self.eps).astype(x.dtype)
+            out = (x - mean.astype(x.dtype)) / jt.sqrt(var + self.eps).astype(x.dtype)
         if self.weight is not None:
             out = out * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
         return out
@@ -143,8 +129,7 @@ class InstanceNorm2d(nn.Module):
         self.num_features, self.eps = num_features, eps
 
     def execute(self, x):
-        mean, var = _moments(x, [2, 3], False)
-        return (x - mean.astype(x.dtype)) / jt.sqrt(var + self.eps).astype(x.dtype)
+        return normalize(x, True, self.eps)[0]
 
 
 def param_free_norm(kind, channels):

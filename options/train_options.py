@@ -52,12 +52,12 @@ def add_training_options(parser):
                         "statistics, spectral-norm vectors) copied. Saved in every checkpoint as networks of their "
                         "own, {tag}_net_G_ema.pkl (E_ema, Es_ema); generation and FID use them when present "
                         "(test_phase.py --no_ema: the raw G). 0 = off; typical 0.999 ... 0.9999 (OASIS, StyleGAN2)")
-    g.add_argument("--d_fake", choices=D_FAKE_CHOICES, default="regenerate",
+    g.add_argument("--d_fake", choices=D_FAKE_CHOICES, default="reuse",
                    help="the image the discriminator step judges: reuse = the generator step's image of the same "
-                        "iteration, detached (no second generator forward; not the default: on the CPU demo it "
-                        "trained to a lower mask accuracy, docs/training.md); regenerate = generated again by the just-updated generator, as "
-                        "SPADE and APF-GAN do (fresh seg-noise and style-code draws, the generator's batch-norm "
-                        "running statistics updated twice per iteration)")
+                        "iteration, detached (one generator forward per iteration); regenerate = generated again by "
+                        "the just-updated generator, as SPADE and APF-GAN do (a second generator forward, with "
+                        "fresh seg-noise and style-code draws, the generator's batch-norm running statistics "
+                        "updated twice per iteration; the apf presets). docs/training.md")
     g.add_argument("--continue_train", **base.SWITCH,
                    help="resume from --which_epoch (default latest): networks, optimisers, epoch, iteration, RNG; with "
                         "--which_epoch imported, fine-tune a checkpoint imported by util/import_ckpt.py from epoch 1 "

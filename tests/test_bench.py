@@ -333,11 +333,13 @@ def flag_values(argv):
     return out
 
 
+@pytest.mark.parametrize("d_fake", ["reuse", "regenerate"])
 @pytest.mark.parametrize("kind, size", [("spade", (128, 96)), ("apf", (256, 192))])
-def test_compare_settings_are_the_same_on_both_sides(tmp_path, kind, size):
-    """The project's options parse and have the reference's values (APF-GAN runs at 256x192: its layout)."""
+def test_compare_settings_are_the_same_on_both_sides(tmp_path, kind, size, d_fake):
+    """The project's options parse and have the reference's values (APF-GAN runs at 256x192: its layout); the
+    discriminator step's image is the one --d_fake asks for (regenerate: as the references)."""
     from options import train_options
-    settings, values, argv, extra = bench.compare_settings(kind, str(tmp_path))
+    settings, values, argv, extra = bench.compare_settings(kind, str(tmp_path), d_fake)
     opt, _ = train_options.from_values(**values)
     ref = flag_values(argv)
     w, h = size
@@ -351,7 +353,7 @@ def test_compare_settings_are_the_same_on_both_sides(tmp_path, kind, size):
     assert not opt.no_vgg_loss and not opt.no_ganFeat_loss and opt.vgg_input == "raw"
     assert float(ref["--lambda_vgg"]) == opt.lambda_vgg and float(ref["--lambda_feat"]) == opt.lambda_feat
     assert not (opt.inception_loss or opt.diff_aug or opt.use_seg_noise or opt.use_vae or opt.pg_niter)
-    assert getattr(opt, "d_fake", "regenerate") == "regenerate"   # D's fake generated again, as the references
+    assert opt.d_fake == d_fake
     if kind == "spade":
         assert (opt.num_upsampling_layers, ref["--num_upsampling_layers"]) == ("normal", "normal")
         assert opt.norm_G == ref["--norm_G"] and opt.norm_D == ref["--norm_D"] and not opt.encode_mask

@@ -206,11 +206,21 @@ def build_parser():
                    help="--compare spade: a checkout of https://github.com/NVlabs/SPADE%(default).0s")
     g.add_argument("--apf_repo", default=None, metavar="DIR",
                    help="--compare apf: a checkout of https://github.com/zcablii/APF-GAN-jittor%(default).0s")
+    g.add_argument("--d_fake", choices=tuple(D_FAKE_NOTES), default="reuse",
+                   help="the image this project's discriminator step judges: reuse (the default of training: the "
+                        "generator step's image, one generator forward per iteration) or regenerate (generated "
+                        "again by the updated generator, as both references do: the same computation as theirs)")
     g.add_argument("--torch_python", default=None, metavar="PATH",
                    help="--compare spade: a Python with torch, torchvision and dill (default: python3 or python "
                         "on PATH if it has them)%(default).0s")
     return p
 
+
+D_FAKE_NOTES = {
+    "reuse": "; --d_fake reuse (the training default): the D step judges the G step's image, one generator forward "
+             "per iteration where the references run two",
+    "regenerate": "; --d_fake regenerate: the D step generates again, as the references do",
+}
 
 # options of the parts above that --compare does not use
 NOT_WITH_COMPARE = ("preset", "what", "phases", "train_args", "gen_batch", "loader_threads", "loader_batch",
@@ -224,6 +234,8 @@ def check_compare_arguments(parser, args):
         if ignored:
             parser.error(f"--compare runs the side-by-side training benchmark alone; drop "
                          f"{', '.join('--' + d for d in ignored)}")
+    if args.d_fake != parser.get_default("d_fake") and not args.compare:
+        parser.error("--d_fake is used with --compare only (the parts above take --train_args \"--d_fake ...\")")
     for flag, kinds in (("spade_repo", ("spade",)), ("torch_python", ("spade",)), ("apf_repo", ("apf",))):
         if getattr(args, flag) is not None and args.compare not in kinds:
             parser.error(f"--{flag} is used with --compare {kinds[0]} only")
@@ -761,8 +773,9 @@ def git_commit(repo):
     return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
-def compare_settings(kind, tmp):
-    """(shared settings, this project's option values, the reference's command-line options, driver extras)."""
+def compare_settings(kind, tmp, d_fake):
+    """(shared settings, this project's option values, the reference's command-line options, driver extras);
+    ``d_fake``: the image this project's discriminator step judges (--d_fake)."""
     ref = REFERENCES[kind]
     c = COMPARE_COMMON
     w, h = ref["size"]
@@ -777,14 +790,13 @@ def compare_settings(kind, tmp):
                   label_nc=c["label_nc"], gan_mode="hinge", lambda_feat=10.0, lambda_vgg=10.0, no_vgg_loss=False,
                   no_ganFeat_loss=False, vgg_input="raw", lr=0.0002, beta1=0.0, beta2=0.9, no_TTUR=False, amp="off",
                   inception_loss=False, diff_aug="", use_seg_noise=False, use_vae=False, pg_niter=0, lambda_l1=0.0,
-                  lambda_style=0.0, ema_decay=0.0, spade_hidden=128)
+                  lambda_style=0.0, ema_decay=0.0, spade_hidden=128, d_fake=d_fake)
     argv = ["--name", "bench", "--label_nc", str(c["label_nc"]), "--no_instance", "--crop_size", str(w),
             "--load_size", str(w), "--aspect_ratio", repr(w / h), "--ngf", str(c["ngf"]), "--ndf", str(c["ndf"]),
             "--num_D", str(c["num_D"]), "--n_layers_D", str(c["n_layers_D"]), "--batchSize", str(c["batch"]),
             "--gan_mode", "hinge", "--lambda_feat", "10", "--lambda_vgg", "10", "--lr", "0.0002", "--beta1", "0",
             "--beta2", "0.9"]
     extra = {}
-    values["d_fake"] = "regenerate"  # D judges an image generated again by the updated G, as both references
     if kind == "spade":
         values.update(netG="spade", num_upsampling_layers="normal", norm_G="spectralspadesyncbatch3x3",
                       netD="multiscale", norm_D="spectralinstance", encode_mask=False)
@@ -881,7 +893,7 @@ def run_compare(args, argv, log):
     tmp = tempfile.mkdtemp(prefix="bench_compare_")
     driver = None
     try:
-        settings, values, ref_argv, extra = compare_settings(kind, tmp)
+        settings, values, ref_argv, extra = compare_settings(kind, tmp, args.d_fake)
         ref_argv += ["--gpu_ids", "0" if use_cuda else "-1"]
         driver_settings = dict(extra, repo=repo, cuda=use_cuda, seed=0, warmup=args.warmup, options=ref_argv,
                                batch=settings["batch"], width=settings["width"], height=settings["height"],
@@ -940,9 +952,9 @@ def run_compare(args, argv, log):
     ref_info.update(argv=ref_argv, commit=commit, repo=repo, interpreter=python, runs=ref["runs"],
                     iterations_per_s=statistics.median(ref_rates), all_iterations_per_s=ref_rates,
                     pass_seconds=ref_seconds)
-    regenerate = " (--d_fake regenerate: the D step generates again, as the references)"
-    project_info.update(runs=("models.trainer.SPADETrainer generator_step + discriminator_step + jt.sync_all() "
-                              "(util/bench.py's training step): " + ref["project_runs"] + regenerate),
+    runs = ("models.trainer.SPADETrainer generator_step + discriminator_step + jt.sync_all() (util/bench.py's "
+            "training step): " + ref["project_runs"] + D_FAKE_NOTES[args.d_fake])
+    project_info.update(runs=runs,
                         iterations_per_s=statistics.median(project_rates), all_iterations_per_s=project_rates,
                         pass_seconds=project_seconds)
     results = {
