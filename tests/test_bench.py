@@ -422,3 +422,22 @@ def test_reference_driver_protocol_and_a_crash_through_a_stand_in_driver(tmp_pat
     with pytest.raises(bench.ReferenceRunError, match="(?s)the fake's training driver stopped.*the reference broke"):
         crashing.ready()
     crashing.close()
+
+
+def test_operator_profile_groups_jittors_report_by_kind_of_work_per_iteration():
+    from util.metrics.op_profile import ELEMENTWISE, op_kind, summarise
+    header = ["Name", "FileName", "Count", "TotalTime", "AvgTime"]
+    rows = [["mkl_conv«Txd:float32«XFORMAT:abcd", "", "8", "4e9", ""],
+            ["mkl_conv_backward_x«Tyd:float32", "", "4", "2e9", ""],
+            ["cudnn_conv_backward_w«Tx:float32", "", "4", "1e9", ""],
+            ["«opkey0:reduce«Tx:float32«OP:add", "", "6", "5e8", ""],
+            ["mkl_matmul«T:float32", "", "2", "2e8", ""],
+            ["«opkey0:array«T:float32«opkey1:binary«OP:add", "", "10", "3e8", ""]]
+    assert op_kind(rows[2][0]) == "convolution, backward to the weights" and op_kind(rows[5][0]) == ELEMENTWISE
+    summary = summarise([header] + rows, calls=2, top=2)
+    assert summary["per_call_seconds"] == pytest.approx(4.0)
+    kinds = {kind: (seconds, share) for kind, seconds, share in summary["kinds"]}
+    assert kinds["convolution, forward"] == pytest.approx((2.0, 0.5))
+    assert kinds["reduction (fused)"][0] == pytest.approx(0.25) and kinds[ELEMENTWISE][0] == pytest.approx(0.15)
+    assert summary["kinds"][0][0] == "convolution, forward"                    # largest first
+    assert [(s, n) for s, n, _ in summary["top"]] == [(2.0, 4.0), (1.0, 2.0)]

@@ -39,6 +39,11 @@ values) and random label maps / photos, it measures:
   included: util/metrics/flops.py explains the 1x/2x/3x accounting). With train, the
   achieved TFLOP/s = FLOPs per iteration x iterations/s, and with
   --peak_tflops the utilisation of the device's peak.
+* profile (only when asked: --what profile): Jittor's operator profiler over
+  --iters training iterations of each phase: seconds per iteration of each
+  kind of work (convolutions forward and backward, matrix products,
+  reductions, fused element-wise kernels, ...; util/metrics/op_profile.py),
+  the most expensive operators in the JSON.
 
 Each timed measurement runs --warmup iterations first (compilation; not
 counted), then --repeats passes of --iters iterations; the median rate is
@@ -118,7 +123,8 @@ from util.core import device, distributed
 from util.core.cli import run_main
 from util.core.errors import OptionError, UserError
 
-PARTS = ("train", "generate", "loader", "flops")
+PARTS = ("train", "generate", "loader", "flops", "profile")
+DEFAULT_PARTS = ("train", "generate", "loader", "flops")
 PHASES = ("pretrain", "finetune")
 PHASE_TITLES = {"pretrain": "pre-training", "finetune": "fine-tuning"}
 
@@ -169,8 +175,10 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m util.bench", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="settings (default: apf on a GPU, cpu on the CPU)%(default).0s")
-    p.add_argument("--what", type=comma_list(PARTS, "part"), default=list(PARTS),
-                   help="parts to run, comma-separated: " + ", ".join(PARTS) + " (default: all)%(default).0s")
+    p.add_argument("--what", type=comma_list(PARTS, "part"), default=list(DEFAULT_PARTS),
+                   help="parts to run, comma-separated: " + ", ".join(PARTS) + " (default: all but profile: "
+                        "Jittor's operator profiler over --iters training iterations of each phase, its time "
+                        "per kind of work)%(default).0s")
     p.add_argument("--phases", type=comma_list(PHASES, "phase"), default=list(PHASES),
                    help="training phases for train/flops: pretrain, finetune (default: both)%(default).0s")
     p.add_argument("--gpu", choices=device.GPU_MODES, default="auto", help="auto, on or off (CPU)")
@@ -438,6 +446,19 @@ def measure_training(opt, args, use_cuda, log):
     return out
 
 
+def measure_profile(opt, args, use_cuda, log):
+    """Jittor's operator profiler over --iters training iterations (after --warmup), by kind of work."""
+    from util.metrics.op_profile import profile
+    step, finish, _, _ = training_step(opt, use_cuda, log)
+    for i in range(args.warmup):
+        step(i)
+    finish()
+    done = iter(range(args.warmup, args.warmup + args.iters))
+    summary = profile(lambda: (step(next(done)), finish()), args.iters)
+    log(f"  {summary['per_call_seconds']:.3f} s of operators per iteration")
+    return summary
+
+
 def measure_generation(opt, args, log):
     import jittor as jt
 
@@ -585,6 +606,12 @@ def table_rows(results):
             rows.append((title, "iterations/s", f"{t['iterations_per_s']:.3f}", f"batch {t['batch']}, "
                          f"{t['settings']['size']}, {t['precision']}"))
             rows.append((title, "images/s", f"{t['images_per_s']:.3f}", ""))
+    for phase, summary in results.get("profile", {}).items():
+        title = f"profile, {PHASE_TITLES[phase]}"
+        rows.append((title, "operators, s/iteration", f"{summary['per_call_seconds']:.3f}",
+                     "Jittor's profiler (each operator synchronised: slower than the timed iterations)"))
+        for kind, seconds, share in summary["kinds"]:
+            rows.append((title, kind, f"{seconds:.3f}", f"{100 * share:.0f} %"))
     if "generate" in results:
         g = results["generate"]
         rows.append(("generation", "images/s", f"{g['images_per_s']:.2f}",
@@ -1054,7 +1081,7 @@ def main(argv=None):
                 for phase in PHASES}
         phases = args.phases
         gen_phase = "finetune" if "finetune" in phases else "pretrain"
-        needed = set(phases) if {"train", "flops"} & set(what) else set()
+        needed = set(phases) if {"train", "flops", "profile"} & set(what) else set()
         ensure_weights({p: opts[p] for p in needed}, tmp)
         base = opts[phases[0]]
         settings = settings_of(base)
@@ -1088,6 +1115,12 @@ def main(argv=None):
             for phase in phases:
                 log(f"training, {PHASE_TITLES[phase]} (batch {opts[phase].batchSize}) ...")
                 results["train"][phase] = measure_training(opts[phase], args, use_cuda, log)
+                release()
+        if "profile" in what:
+            results["profile"] = {}
+            for phase in phases:
+                log(f"profiling the training step, {PHASE_TITLES[phase]} (Jittor's operator profiler) ...")
+                results["profile"][phase] = measure_profile(opts[phase], args, use_cuda, log)
                 release()
         if "generate" in what:
             log(f"generation (batch {args.gen_batch}) ...")
