@@ -22,8 +22,7 @@ class SPADEResnetBlock(nn.Module):
             self.norm_s = SPADE(norm_kind, kernel, fin, semantic_nc, spade_hidden, seg_noise)
 
     def execute(self, x, seg):
-        if tuple(seg.shape[2:]) != tuple(x.shape[2:]):
-            seg = resize_label(seg, x.shape[2:])  # once for the block's two or three SPADE layers
+        seg = resize_label(seg, x.shape[2:])  # once for the block's two or three SPADE layers
         x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
         dx = self.conv_0(nn.leaky_relu(self.norm_0(x, seg), 0.2))
         dx = self.conv_1(nn.leaky_relu(self.norm_1(dx, seg), 0.2))

@@ -194,8 +194,7 @@ class SPADE(nn.Module):
             self.seg_noise_var.weight.assign(jt.zeros(self.seg_noise_var.weight.shape))
 
     def execute(self, x, segmap):
-        if tuple(segmap.shape[2:]) != tuple(x.shape[2:]):
-            segmap = resize_label(segmap, x.shape[2:])
+        segmap = resize_label(segmap, x.shape[2:])
         if self.seg_noise_var is not None:
             noise = jt.randn((x.shape[0], 1, x.shape[2], x.shape[3]), dtype=x.dtype)
             x = x + noise * self.seg_noise_var(segmap)
@@ -205,8 +204,12 @@ class SPADE(nn.Module):
 
 
 def resize_label(segmap, size):
-    """Resize a one-hot label map with nearest neighbour (never blends classes)."""
-    return nn.interpolate(segmap, size=tuple(int(s) for s in size), mode="nearest")
+    """Resize a one-hot label map with nearest neighbour (never blends classes); one already of ``size`` is
+    returned as it is."""
+    size = tuple(int(s) for s in size)
+    if tuple(int(s) for s in segmap.shape[2:]) == size:
+        return segmap
+    return nn.interpolate(segmap, size=size, mode="nearest")
 
 
 def downsample_image(image, factor):

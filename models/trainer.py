@@ -91,7 +91,7 @@ class SPADETrainer:
                 norm=getattr(opt, "inception_norm", "running"))
         self.augment_policy = parse_policy(opt.diff_aug)
         self.edge_guided = getattr(opt, "netG", "spade") == "spade_edge"
-        self.reuse_fake = getattr(opt, "d_fake", "regenerate") == "reuse"
+        self.reuse_fake = opt.d_fake == "reuse"
         self._generated = None  # the generator step's output, for the discriminator step of the same iteration
         g_params = []
         for name in ("G", "E", "Es"):
@@ -154,7 +154,7 @@ class SPADETrainer:
             return seg, nn.interpolate(seg, size=size, mode="bilinear"), nn.interpolate(real, size=size,
                                                                                          mode="bilinear")
         real_small = downsample_image(real, factor)
-        seg_small = seg if factor == 1 else resize_label(seg, real_small.shape[2:])
+        seg_small = resize_label(seg, real_small.shape[2:])
         if stage.alpha < 1:
             lower = upsample_fade(downsample_image(real_small, 2), getattr(self.opt, "pg_fade_upsample", "nearest"))
             real_small = stage.alpha * real_small + (1 - stage.alpha) * lower

@@ -1110,18 +1110,15 @@ def main(argv=None):
                 release()
                 log(f"  {human(results['flops'][phase]['per_iteration'])}FLOP/iteration "
                     f"({results['flops'][phase]['seconds_to_count']:.1f} s to count)")
-        if "train" in what:
-            results["train"] = {}
-            for phase in phases:
-                log(f"training, {PHASE_TITLES[phase]} (batch {opts[phase].batchSize}) ...")
-                results["train"][phase] = measure_training(opts[phase], args, use_cuda, log)
-                release()
-        if "profile" in what:
-            results["profile"] = {}
-            for phase in phases:
-                log(f"profiling the training step, {PHASE_TITLES[phase]} (Jittor's operator profiler) ...")
-                results["profile"][phase] = measure_profile(opts[phase], args, use_cuda, log)
-                release()
+        for part, doing, measure in (("train", "training", measure_training),
+                                     ("profile", "profiling the training step (Jittor's operator profiler)",
+                                      measure_profile)):
+            if part in what:
+                results[part] = {}
+                for phase in phases:
+                    log(f"{doing}, {PHASE_TITLES[phase]} (batch {opts[phase].batchSize}) ...")
+                    results[part][phase] = measure(opts[phase], args, use_cuda, log)
+                    release()
         if "generate" in what:
             log(f"generation (batch {args.gen_batch}) ...")
             results["generate"] = measure_generation(opts[gen_phase], args, log)

@@ -19,7 +19,6 @@ trains once its progressive stages are over. Patched, without changing the compu
   so that Jittor does not probe a CUDA toolkit without a GPU.
 """
 
-import json
 import os
 import pickle
 import runpy
@@ -27,7 +26,7 @@ import sys
 import types
 
 SHARED = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py"))
-protocol_stream, build_trainer, serve = SHARED["protocol_stream"], SHARED["build_trainer"], SHARED["serve"]
+start, build_trainer, serve = SHARED["start"], SHARED["build_trainer"], SHARED["serve"]
 
 
 def count(optimizer):
@@ -56,10 +55,7 @@ def unused_parameters(model):
 
 
 def main(argv):
-    settings = json.loads(argv[0])
-    proto = protocol_stream()
-    repo = os.path.realpath(settings["repo"])
-    sys.path.insert(0, repo)
+    settings, proto, repo = start(argv)
     cuda = bool(settings["cuda"])
     os.environ.setdefault("log_silent", "1")
     if cuda:

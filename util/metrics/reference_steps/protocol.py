@@ -19,6 +19,16 @@ def protocol_stream():
     return stream
 
 
+def start(argv):
+    """A driver's start: (its settings, the JSON of ``argv[0]``; the protocol stream; the checkout, made the first
+    place imports look in)."""
+    settings = json.loads(argv[0])
+    proto = protocol_stream()
+    repo = os.path.realpath(settings["repo"])
+    sys.path.insert(0, repo)
+    return settings, proto, repo
+
+
 def reference(name, repo):
     """The reference's module ``name`` (the checkout is first on sys.path: its packages shadow any others);
     refuses a module found outside the checkout."""

@@ -20,14 +20,13 @@ on a batch dict as SPADE's data loader yields it (``label`` float [N, 1, H, W], 
   norm).
 """
 
-import json
 import os
 import runpy
 import sys
 import types
 
 SHARED = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py"))
-protocol_stream, build_trainer, serve = SHARED["protocol_stream"], SHARED["build_trainer"], SHARED["serve"]
+start, build_trainer, serve = SHARED["start"], SHARED["build_trainer"], SHARED["serve"]
 
 
 def stub_sync_batchnorm(repo, torch):
@@ -47,10 +46,7 @@ def count(optimizer):
 
 
 def main(argv):
-    settings = json.loads(argv[0])
-    proto = protocol_stream()
-    repo = os.path.realpath(settings["repo"])
-    sys.path.insert(0, repo)
+    settings, proto, repo = start(argv)
 
     import numpy as np
     import torch
