@@ -11,8 +11,9 @@ OUT, one per label map, named after it. A JSON report (seed and FID of every
 run, the best one) is written to --report (default
 CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json) after every run.
 
-The FID needs pytorch-fid's Inception weights (--inception_weights); without
-them test.py makes a single run with --seed and says so. The statistics of
+The FID needs pytorch-fid's Inception weights (--inception_weights), which are
+downloaded when missing (--no_download: not); without them test.py makes a
+single run with --seed and says so. The statistics of
 the training photos are cached in CHECKPOINTS_DIR/NAME/fid_stats/.
 test_phase.py is the single-run command; every generation flag of it works here,
 including the style track's (reference photos from --ref_json, default
@@ -30,7 +31,7 @@ import sys
 
 from data import references
 from options import test_options
-from options.base_options import explicit_flags, load_saved_options, positive_int, replaced
+from options.base_options import add_download_option, explicit_flags, load_saved_options, positive_int, replaced
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS
 from util.core import device, distributed
 from util.core.cli import run_main
@@ -42,7 +43,9 @@ def add_selection_options(parser):
     g.add_argument("--n_runs", type=positive_int, default=20,
                    help="generation runs, each with its own seed; the run with the lowest FID is kept")
     g.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
-                   help="pytorch-fid's FID Inception weights; without them a single run is made")
+                   help="pytorch-fid's FID Inception weights, downloaded when missing (--no_download: not); "
+                        "without them a single run is made")
+    add_download_option(g)
     g.add_argument("--fid_batch_size", type=positive_int, default=50, help="images per Inception batch")
     g.add_argument("--report", default=None, metavar="FILE",
                    help="JSON report of the runs (default: CHECKPOINTS_DIR/NAME/test_report_<which_epoch>.json)%(default).0s")
@@ -64,12 +67,13 @@ def main(argv=None):
     folder = os.path.join(opt.checkpoints_dir, opt.name)
     report_path = opt.report or os.path.join(folder, f"test_report_{opt.which_epoch}.json")
     saved = load_saved_options(folder)
-    if not os.path.isfile(opt.inception_weights):
-        from util.metrics.fid_stats import fid_weights_missing
+    from util.metrics.fid_stats import ensure_fid_weights
+    try:
+        ensure_fid_weights(opt.inception_weights, opt.no_download)
+    except WeightsFileError as err:
         if "inception_weights" in explicit_flags(parser, argv):
-            raise WeightsFileError(fid_weights_missing(opt.inception_weights))
-        print(f"FID seed selection is off: {fid_weights_missing(opt.inception_weights)} "
-              f"Making a single run with --seed {opt.seed}.")
+            raise
+        print(f"FID seed selection is off: {err} Making a single run with --seed {opt.seed}.")
         use_cuda = device.setup(opt.gpu)
         from models.generation import generate_from_options
         generate_from_options(opt, notes, saved, use_cuda)
@@ -89,7 +93,7 @@ def main(argv=None):
     for note in [*notes, *style_notes]:
         print(note)
     pure = from_options(opt)
-    extractor = fid_stats.load_extractor(opt.inception_weights, opt.fid_batch_size)
+    extractor = fid_stats.load_extractor(opt.inception_weights, opt.fid_batch_size, opt.no_download)
     reference, where = fid_stats.reference_statistics(extractor, photos, os.path.join(folder, "fid_stats"))
     print(where)
     nets = load_generator(opt, style_encoder=style is not None)

@@ -25,7 +25,7 @@ from models import layout
 from options import base_options, presets, train_options
 from util.core import checkpoint, device, distributed
 from util.core.cli import run_main
-from util.core.errors import CheckpointError, OptionError, WeightsFileError
+from util.core.errors import CheckpointError, OptionError
 
 PHASES = ("pretrain", "finetune")
 
@@ -104,11 +104,9 @@ def plan(phases, args, opts, folder):
 
 
 def check_weight_files(opts):
+    """Every weights file the phases need is there (downloaded if missing and published), before any phase."""
     for phase, opt in opts.items():
-        for path, need in train_options.required_files(opt):
-            if not os.path.isfile(path):
-                raise WeightsFileError(f"{path}: not found; the {phase} phase needs it for {need}. Where to get "
-                                       f"it: docs/training.md, 'Perceptual-loss weights'. No phase was started.")
+        train_options.ensure_weight_files(opt, f"the {phase} phase", " No phase was started.")
 
 
 def build_pure_dictionary(opt, folder):
@@ -152,8 +150,8 @@ def main(argv=None):
     folder = checkpoint.experiment_dir(opts["pretrain"])
     if checkpoint.experiment_dir(opts["finetune"]) != folder:
         raise OptionError("both phases must use the same --name and --checkpoints_dir.")
-    check_weight_files({p: opts[p] for p in phases})
     steps = plan(phases, args, opts, folder)
+    check_weight_files({p: opts[p] for p in phases})
     distributed.check_launch()
     device.setup(opts[phases[0]].gpu)
 

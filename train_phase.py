@@ -29,6 +29,7 @@ def main(argv=None):
         distributed.say(note)
     distributed.check_launch()
     distributed.check_batch_size(opt.batchSize, distributed.world_size())
+    train_options.ensure_weight_files(opt)
     use_cuda = device.setup(opt.gpu)
 
     from models.training import run_training

@@ -1,12 +1,12 @@
-"""Where pretrained weights come from, reading their files (VGG19, InceptionV3) and freezing the networks
-built from them. Importing this module does not import Jittor."""
+"""Reading pretrained-weights files (VGG19, InceptionV3) and freezing the networks built from them; where
+they come from and their download: ``util.core.download``. Importing this module does not import Jittor."""
 
 import os
 
+from util.core import download
 from util.core.errors import WeightsFileError
 
-FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-                   "pt_inception-2015-12-05-6726825d.pth")
+FID_WEIGHTS_URL = download.FID_WEIGHTS_URL  # the addresses of all published weights live in util.core.download
 
 
 def read_state_dict(path, what, missing_message):

@@ -341,7 +341,8 @@ class TrainingLoop:
         """The loss log line and the sample grid of this iteration, when the cadence asks for them."""
         if self.cadence.logs_losses(self.total_iters, i, n_batches):
             now = time.time()
-            self.log.log_losses(epoch, i + 1, losses, (now - self.t_last) / max(1, self.opt.print_freq))
+            seconds_per_iter = (now - self.t_last) / max(1, self.opt.print_freq)
+            self.log.log_losses(epoch, i + 1, self.total_iters, losses, seconds_per_iter)
             self.t_last = now
         if self.cadence.shows_samples(self.total_iters, i, n_batches):
             label, real, fake, stage = step

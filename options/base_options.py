@@ -7,6 +7,7 @@ import os
 
 from models.layout import LAYOUTS, NORM_G_PATTERN, NORM_LAYER_PATTERN, NUM_UPSAMPLINGS, image_height
 from util.core.device import GPU_MODES
+from util.core.download import KNOWN_FILES, NO_DOWNLOAD_VARIABLE
 from util.core.errors import OptionError
 from util.core.files import atomic_write
 
@@ -70,6 +71,16 @@ def switch(text):
 
 # On/off options: the bare flag switches on, "--flag no" switches off (e.g. to override a preset).
 SWITCH = dict(nargs="?", const=True, default=False, type=switch, metavar="yes|no")
+
+
+def add_download_option(group):
+    """--no_download, for every command that reads pretrained weights (``util.core.download.ensure_weights``)."""
+    group.add_argument("--no_download", **SWITCH,
+                       help="never download pretrained weights. Without it a missing published weights file "
+                            f"({', '.join(KNOWN_FILES)}) is fetched from its official address (torchvision's, "
+                            "pytorch-fid's) to the path given, and kept only when its SHA-256 matches; with it, or "
+                            f"with {NO_DOWNLOAD_VARIABLE}=1 in the environment, a missing file stops with where to "
+                            "get it")
 
 
 def add_experiment_options(parser):

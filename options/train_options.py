@@ -7,6 +7,7 @@ from fractions import Fraction
 from models.layout import LAYOUTS, image_height
 from options import base_options as base
 from options import presets
+from util.core import distributed, download
 from util.core.errors import CheckpointError
 
 AMP_CHOICES = ("off", "bf16", "fp16")  # models.mixed_precision.MixedPrecision.for_device
@@ -136,6 +137,7 @@ def add_training_options(parser):
     g.add_argument("--no_vgg_loss", **base.SWITCH, help="disable the VGG19 perceptual loss")
     g.add_argument("--vgg_weights", default=os.path.join("pretrained", "vgg19-dcbb9e9d.pth"),
                    help="VGG19 weights: torchvision's vgg19-dcbb9e9d.pth state dict or a Jittor .pkl of it")
+    base.add_download_option(g)
     g.add_argument("--vgg_input", choices=("imagenet", "raw"), default="imagenet",
                    help="what the VGG19 loss feeds the network: imagenet = the images mapped to the ImageNet "
                         "normalisation its weights were trained with (about 2.2x the [-1, 1] range); raw = the "
@@ -266,3 +268,13 @@ def required_files(opt):
     if opt.inception_loss:
         needed.append((opt.inception_weights, "--inception_loss"))
     return needed
+
+
+def ensure_weight_files(opt, who="this run", note=""):
+    """Every weights file the loss options need is there: a missing published one is downloaded (unless
+    --no_download), anything else missing is a WeightsFileError saying where to get it."""
+    for path, need in required_files(opt):
+        download.ensure_weights(
+            path, no_download=opt.no_download, progress=distributed.is_main(), say=distributed.say,
+            missing=f"{path}: not found; {who} needs it for {need}. Where to get it: docs/training.md, "
+                    f"'Perceptual-loss weights'.{note}")

@@ -14,6 +14,9 @@ sys.path.insert(0, ROOT)
 from util.core import device  # noqa: E402
 
 device.setup("off")
+# No test fetches weights from the internet (tests/test_download.py serves its own files on 127.0.0.1);
+# scripts run by run_script inherit this.
+os.environ["LANDSCAPE_NO_DOWNLOAD"] = "1"
 
 # Importing Jittor installs C signal handlers that end the whole process at once (quick_exit(1), no report)
 # when a child process dies from a signal or SIGINT arrives. In the test process such an event must fail a

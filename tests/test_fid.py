@@ -2,10 +2,16 @@
 
 The reference values in tests/data/fid_reference.npz were made with
 pytorch-fid by tests/data/make_fid_reference.py from the same image files
-(rebuilt here from NumPy seeds) and the same random Inception weights.
+(rebuilt here from NumPy seeds) and the same random Inception weights; for
+the trace term's cases (features rebuilt from seeds), it also holds what
+pytorch-fid raised or printed, and mpmath values computed by another route.
 """
 
+import copy
+import functools
+import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -47,6 +53,110 @@ def test_frechet_distance_equals_pytorch_fid(reference, case):
     assert got == pytest.approx(float(reference[f"case:{case}"]), rel=1e-9)
 
 
+# -- the trace term tr(sqrtm(S1 S2)): pytorch-fid's way, its eps fallback, and the eigenproblem way -------------
+# What pytorch-fid did with each of ref.TRACE_CASES is stored in the reference data (the tests check it):
+GIVES_A_VALUE = ["full_rank", "full_rank_anisotropic", "near_singular_64", "near_singular_256", "eps_fallback"]
+RAISES = ["imaginary", "imaginary_128"]  # "Imaginary component": large features, fewer images than dimensions
+ACCURATE_SQRTM = ["full_rank", "full_rank_anisotropic", "near_singular_64", "near_singular_256",
+                  "near_singular_2048"]  # pytorch-fid's plain sqrtm (no eps); 2048: eigen way only (sqrtm is slow)
+WITH_EXACT = ["near_singular_64", "near_singular_256", "near_singular_2048", "eps_fallback", "imaginary",
+              "imaginary_128"]
+# The eigen way against the 40-digit mpmath value of the same features: what is left is float64 rounding of
+# the covariances and of two eigendecompositions (measured: at most 1.7e-14 of the FID); 1e-11 leaves room for
+# other LAPACK builds and is still far below the error of pytorch-fid's sqrtm on these cases (1.5e-8 to 1.0e-7:
+# the rounding noise of the zero eigenvalues of S1 S2, square-rooted).
+EXACT_REL = 1e-11
+PYTORCH_FID_REL = 1e-6
+
+
+@functools.lru_cache(maxsize=None)
+def trace_case(name):
+    """Statistics of the two feature sets of ref.TRACE_CASES[name], rebuilt from their seeds."""
+    return tuple(fid_stats.statistics_of(x) for x in ref.trace_case_features(name))
+
+
+def pytorch_fid_did(reference, name):
+    """(value or NaN, the message it raised or '', what it printed) of pytorch-fid for the case."""
+    return (float(reference[f"trace:{name}:pytorch_fid"]), str(reference[f"trace:{name}:error"]),
+            str(reference[f"trace:{name}:printed"]))
+
+
+def test_the_cases_are_what_pytorch_fid_did(reference):
+    assert sorted(GIVES_A_VALUE + RAISES + ["near_singular_2048"]) == sorted(ref.TRACE_CASES)
+    for name in ref.TRACE_CASES:
+        value, error, printed = pytorch_fid_did(reference, name)
+        assert (error == "") == (name not in RAISES) and np.isfinite(value) == (name not in RAISES), name
+        assert error == "" or error.startswith("Imaginary component"), name
+        assert ("adding 1e-06 to diagonal" in printed) == (name == "eps_fallback"), name
+        assert np.isfinite(float(reference[f"trace:{name}:exact"])) == (name in WITH_EXACT), name
+
+
+@pytest.mark.parametrize("name", GIVES_A_VALUE)
+def test_distance_is_pytorch_fids_wherever_pytorch_fid_gives_one(reference, name):
+    value, _, printed = pytorch_fid_did(reference, name)
+    got = fid_stats.frechet_distance(*trace_case(name))
+    assert isinstance(got, float) and got == pytest.approx(value, rel=PYTORCH_FID_REL)
+    assert got.method == ("sqrtm+eps" if printed else "sqrtm")
+
+
+@pytest.mark.parametrize("name", ACCURATE_SQRTM)
+def test_eigen_way_equals_pytorch_fid_where_its_square_root_needs_no_eps(reference, name):
+    value, _, _ = pytorch_fid_did(reference, name)
+    got = fid_stats.frechet_distance(*trace_case(name), method="eigen")
+    assert got.method == "eigen" and got == pytest.approx(value, rel=PYTORCH_FID_REL)
+
+
+@pytest.mark.parametrize("name", WITH_EXACT)
+def test_eigen_way_equals_an_independent_high_precision_value(reference, name):
+    got = fid_stats.frechet_distance(*trace_case(name), method="eigen")
+    assert got == pytest.approx(float(reference[f"trace:{name}:exact"]), rel=EXACT_REL)
+
+
+@pytest.mark.parametrize("name", RAISES)
+def test_where_pytorch_fid_raises_the_eigen_way_gives_the_value(reference, name):
+    got = fid_stats.frechet_distance(*trace_case(name))
+    assert got.method == "eigen" and "imaginary" in got.description
+    assert got == pytest.approx(float(reference[f"trace:{name}:exact"]), rel=EXACT_REL)
+    with pytest.raises(fid_stats.FIDError, match="imaginary component"):  # pytorch-fid's way only
+        fid_stats.frechet_distance(*trace_case(name), method="sqrtm")
+
+
+def test_eps_fallback_is_kept_because_pytorch_fids_value_differs(reference):
+    """Why the eigen way is not used everywhere: pytorch-fid's eps fallback changes the covariances by
+    1e-6 I, which moves its FID by far more than 1e-6 of itself; the eigen way gives the exact value."""
+    value, _, _ = pytorch_fid_did(reference, "eps_fallback")
+    exact = float(reference["trace:eps_fallback:exact"])
+    eigen = fid_stats.frechet_distance(*trace_case("eps_fallback"), method="eigen")
+    assert abs(value - exact) > 1e-4 * exact and eigen == pytest.approx(exact, rel=EXACT_REL)
+
+
+def test_eigen_way_of_identical_or_constant_features():
+    a, _ = trace_case("near_singular_64")  # 40 images, 64 dimensions: rank 39
+    same = fid_stats.frechet_distance(a, a, method="eigen")
+    assert abs(same) < 1e-12 * np.trace(a.sigma)  # the zero eigenvalues do not enter
+    constant = fid_stats.Statistics(a.mu + 1, np.zeros_like(a.sigma), 5)  # five copies of one image
+    want = a.mu.size + np.trace(a.sigma)
+    assert fid_stats.frechet_distance(constant, a, method="eigen") == pytest.approx(want, rel=1e-12)
+    assert fid_stats.frechet_distance(a, constant, method="eigen") == pytest.approx(want, rel=1e-12)
+
+
+def test_frechet_distance_is_a_float_that_names_its_trace_method():
+    a = fid_stats.statistics_of(np.random.RandomState(0).normal(size=(30, 4)))
+    b = fid_stats.statistics_of(np.random.RandomState(1).normal(1, 1, size=(30, 4)))
+    got = fid_stats.frechet_distance(a, b)
+    assert got.method == "sqrtm" and got.description == fid_stats.TRACE_METHODS["sqrtm"]
+    assert json.loads(json.dumps({"fid": got}))["fid"] == float(got) and f"{got:.3f}" == f"{float(got):.3f}"
+    again = pickle.loads(pickle.dumps(got))
+    assert again == got and again.method == "sqrtm" and copy.deepcopy(got).method == "sqrtm"
+    assert fid_stats.frechet_distance(a, b, method="eigen") == pytest.approx(got, rel=1e-12)
+    with pytest.raises(ValueError, match="method"):
+        fid_stats.frechet_distance(a, b, method="other")
+    with pytest.raises(fid_stats.FIDError, match="NaN"):
+        fid_stats.frechet_distance(a, b._replace(mu=np.full(4, np.nan)))
+    with pytest.raises(fid_stats.FIDError, match="different feature sizes"):
+        fid_stats.frechet_distance(a, fid_stats.Statistics(np.zeros(3), np.eye(3), None))
+
+
 def test_features_match_pytorch_fid(our_features, reference):
     for name, got in our_features.items():
         want = reference[f"{name}:features"]
@@ -83,11 +193,14 @@ def test_statistics_are_pytorch_fids():
         fid_stats.statistics_of(x[:1])
 
 
-def test_imaginary_square_root_is_refused():
+def test_a_matrix_that_is_no_covariance_is_refused():
     bad = fid_stats.Statistics(np.zeros(2), np.diag([1.0, -4.0]), 3)
     good = fid_stats.Statistics(np.zeros(2), np.eye(2), 3)
-    with pytest.raises(fid_stats.FIDError, match="imaginary component"):
-        fid_stats.frechet_distance(bad, good)
+    with pytest.raises(fid_stats.FIDError, match="imaginary component"):  # pytorch-fid's way only
+        fid_stats.frechet_distance(bad, good, method="sqrtm")
+    for pair in ((bad, good), (good, bad)):  # the eigen way, which "auto" falls back to, says what is wrong
+        with pytest.raises(fid_stats.FIDError, match="not positive semi-definite"):
+            fid_stats.frechet_distance(*pair)
 
 
 def test_network_input_is_pytorch_fids_to_tensor_then_normalise():

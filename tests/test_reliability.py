@@ -418,7 +418,7 @@ def test_train_phase_label_values_fail_on_first_batch(tiny_dataset, tmp_path):
 
 
 def test_train_phase_gpu_on_without_gpu(tiny_dataset, tmp_path):
-    from util.core.device import count_cuda_devices
+    from util.core.cuda_check import count_cuda_devices
     if count_cuda_devices() > 0:
         pytest.skip("this machine has a CUDA GPU")
     proc = train(os.path.join(tiny_dataset, "train"), tmp_path, "--gpu", "on")
@@ -464,7 +464,7 @@ def test_test_phase_empty_label_folder(tmp_path, experiment):
 
 
 def test_test_phase_gpu_on_without_gpu(tiny_dataset, tmp_path, experiment):
-    from util.core.device import count_cuda_devices
+    from util.core.cuda_check import count_cuda_devices
     if count_cuda_devices() > 0:
         pytest.skip("this machine has a CUDA GPU")
     proc = generate(tmp_path, os.path.join(tiny_dataset, "test", "labels"), "--gpu", "on")

@@ -19,6 +19,7 @@ import pytest
 from conftest import ROOT, TINY_NET_FLAGS, load_module, run_script
 from util.core import checkpoint
 from util.metrics import selection
+from util.metrics.fid_stats import FrechetDistance
 from util.core.errors import CheckpointError, DatasetError, OptionError, WeightsFileError
 from util.metrics.selection import parse_tags, rank, ranking_csv, run_seeds
 
@@ -254,7 +255,7 @@ def test_fid_rerun_reuses_stored_fids_and_the_stored_average(experiment, fid_wei
     os.utime(checkpoint.net_path(experiment["folder"], "4", "G"), ns=(1, 1))
     scored = []
     monkeypatch.setattr(selection, "generate_and_score", lambda nets, opt, *a, **k: scored.append(opt.which_epoch)
-                        or 1.0)
+                        or FrechetDistance(1.0, "sqrtm"))
     call(fid.main, fid_args(experiment, fid_weights_file, "3,4", "--recompute"))
     assert scored == ["3", "4"]
 

@@ -119,7 +119,7 @@ import time
 import numpy as np
 
 from options.base_options import HelpFormatter, positive_float, positive_int
-from util.core import device, distributed
+from util.core import cuda_check, device, distributed
 from util.core.cli import run_main
 from util.core.errors import OptionError, UserError
 
@@ -264,7 +264,7 @@ def cpu_name():
 def gpu_name():
     """Name of CUDA device 0 from the driver library (None when it cannot be asked)."""
     import ctypes
-    lib = device.cuda_driver()
+    lib = cuda_check.cuda_driver()
     handle, buf = ctypes.c_int(0), ctypes.create_string_buffer(256)
     if lib is not None and lib.cuDeviceGet(ctypes.byref(handle), 0) == 0 and \
             lib.cuDeviceGetName(buf, 256, handle) == 0:

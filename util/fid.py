@@ -36,13 +36,13 @@ import sys
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from options.base_options import HelpFormatter, non_negative_int, positive_int  # noqa: E402
+from options.base_options import HelpFormatter, add_download_option, non_negative_int, positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
 from util.core import device, distributed  # noqa: E402
 from util.core.cli import run_main  # noqa: E402
 from util.core.errors import CheckpointError, OptionError  # noqa: E402
+from models.training_page import RANKING_NAME, read_ranking, write_experiment_page  # noqa: E402
 
-RANKING_NAME = "fid_ranking"
 
 
 def build_parser():
@@ -55,8 +55,9 @@ def build_parser():
     p.add_argument("--name", default=None, help="experiment name: CKPT_DIR is CHECKPOINTS_DIR/NAME%(default).0s")
     p.add_argument("--checkpoints_dir", default="./checkpoints", help="folder of the experiments (with --name)")
     p.add_argument("--inception_weights", default=DEFAULT_INCEPTION_WEIGHTS,
-                   help="pytorch-fid's FID Inception weights (pt_inception-2015-12-05-6726825d.pth) or a Jittor "
-                        ".pkl with the same keys")
+                   help="pytorch-fid's FID Inception weights (pt_inception-2015-12-05-6726825d.pth, downloaded "
+                        "when missing) or a Jittor .pkl with the same keys")
+    add_download_option(p)
     p.add_argument("--fid_batch_size", type=positive_int, default=50, help="images per Inception batch")
     p.add_argument("--resize_to", default=None, metavar="WxH",
                    help="resize every image (generated and reference, bicubic) to this size before Inception; "
@@ -96,16 +97,6 @@ def photo_folder(path):
     """TRAIN_IMGS itself, or TRAIN_IMGS/imgs when it is a training folder."""
     inner = os.path.join(path, "imgs")
     return inner if os.path.isdir(inner) else path
-
-
-def load_ranking(path):
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return {}  # unreadable: everything is scored again and the file rewritten
 
 
 def write_ranking(folder, record, ranked):
@@ -152,7 +143,7 @@ def main(argv=None):
         raise CheckpointError(f"{folder}: none of the tags {tags_text} has a checkpoint "
                               f"({checkpoint.available_hint(folder)}).")
 
-    extractor = fid_stats.load_extractor(args.inception_weights, args.fid_batch_size)
+    extractor = fid_stats.load_extractor(args.inception_weights, args.fid_batch_size, args.no_download)
     reference, where = fid_stats.reference_statistics(extractor, train_imgs, os.path.join(folder, "fid_stats"),
                                                       resize_to)
     print(where)
@@ -163,7 +154,7 @@ def main(argv=None):
                "reference_count": reference.count, "seed": args.seed, "resize_to": args.resize_to,
                "max_dataset_size": args.max_dataset_size, "inception_sha1": extractor.weights_digest}
     ranking_path = os.path.join(folder, RANKING_NAME + ".json")
-    stored = load_ranking(ranking_path)
+    stored = read_ranking(folder)  # {} when absent or unreadable: everything is scored again
     results = {} if args.recompute or stored.get("setting") != setting else \
         {r["tag"]: r for r in stored.get("results", [])}
     for note in notes:
@@ -188,7 +179,7 @@ def main(argv=None):
         if not args.keep_images:
             shutil.rmtree(out_dir, ignore_errors=True)
         results[tag] = {"tag": tag, "fid": fid, "signature": signature, "generator": generator}
-        print(f"  {tag:<16} FID {fid:10.3f}  ({used})")
+        print(f"  {tag:<16} FID {fid:10.3f}  ({used}, trace term {fid.method})")
         write_ranking(folder, {"setting": setting, "results": list(results.values())},
                       rank([results[t] for t in results]))
 
@@ -214,9 +205,10 @@ def main(argv=None):
         ranked = rank(ranked + [results[out_tag]])
     write_ranking(folder, {"setting": setting, "results": list(results.values())}, ranked)
     shutil.rmtree(work_dir, ignore_errors=True)
+    page = write_experiment_page(folder)
     print("\n".join(ranking_table(ranked)))
     print(f"best: {ranked[0]['tag']} (FID {ranked[0]['fid']:.3f}); table: "
-          f"{os.path.join(folder, RANKING_NAME + '.csv')} and .json")
+          f"{os.path.join(folder, RANKING_NAME + '.csv')} and .json; FID chart: {page}")
     return 0
 
 

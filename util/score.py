@@ -35,9 +35,11 @@ mask accuracy (needs a segmenter)
 FID (needs --train_imgs and the Inception weights)
     Frechet Inception Distance between the generated images (those paired with
     a label map) and the photos of --train_imgs, with pytorch-fid's FID
-    InceptionV3 (util/metrics/fid_stats.py). Without the weights file at the default
-    --inception_weights, FID is reported unavailable with where to get it; a
-    missing file given explicitly with --inception_weights is an error.
+    InceptionV3 (util/metrics/fid_stats.py). A missing weights file is downloaded
+    from pytorch-fid's releases, SHA-256 checked (--no_download: never). When the
+    file at the default --inception_weights cannot be had, FID is reported
+    unavailable with where to get it; for a file given explicitly with
+    --inception_weights that is an error.
 
 style similarity (needs --ref_json and --ref_dir)
     --ref_json maps each label map's file name to a reference photo in --ref_dir,
@@ -96,7 +98,7 @@ from data import colour_transfer, references  # noqa: E402
 from data.image_io import read_image, read_label, save_image  # noqa: E402
 from data.transforms import resize_image  # noqa: E402
 from util.metrics.segmenter import DemoSegmenter, find_generated, fit_from_folder, mask_accuracy  # noqa: E402
-from options.base_options import positive_int  # noqa: E402
+from options.base_options import add_download_option, positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
 from util.core import device  # noqa: E402
 from util.metrics import scoring  # noqa: E402
@@ -147,8 +149,10 @@ def build_parser():
     g.add_argument("--train_imgs", default=None, metavar="DIR",
                    help="folder of the training photos, the FID's reference set; without it FID is unavailable")
     g.add_argument("--inception_weights", default=None, metavar="PATH",
-                   help=f"pytorch-fid's FID Inception weights (default {DEFAULT_INCEPTION_WEIGHTS}; if that file "
-                        f"is missing FID is reported unavailable; a path given here must exist)")
+                   help=f"pytorch-fid's FID Inception weights (default {DEFAULT_INCEPTION_WEIGHTS}), downloaded "
+                        f"when missing (--no_download: not); if the default file cannot be had FID is reported "
+                        f"unavailable, a path given here must exist or be downloaded")
+    add_download_option(g)
     g.add_argument("--stats_cache", default=None, metavar="DIR",
                    help="keep the reference statistics of --train_imgs in DIR and reuse them while the folder, "
                         "weights and resize are unchanged (default: not cached, recomputed every run)")
@@ -347,15 +351,17 @@ def prepare_fid(args):
 
     resize = fid_stats.parse_size(args.fid_resize)
     path = args.inception_weights or DEFAULT_INCEPTION_WEIGHTS
-    if os.path.isfile(path):
-        return path, resize, None
-    if args.inception_weights:
-        raise WeightsFileError(fid_stats.fid_weights_missing(path))
-    return None, None, "unavailable: " + fid_stats.fid_weights_missing(path)
+    try:
+        return fid_stats.ensure_fid_weights(path, args.no_download), resize, None
+    except WeightsFileError as err:
+        if args.inception_weights:
+            raise
+        return None, None, f"unavailable: {err}"
 
 
 def compute_fid(args, weights, resize, gen_files):
-    """FID of ``gen_files`` against the photos of --train_imgs, and the number of those photos."""
+    """FID of ``gen_files`` against the photos of --train_imgs (a ``fid_stats.FrechetDistance``, which names how
+    its trace term was computed), and the number of those photos."""
     from util.metrics import fid_stats
 
     extractor = fid_stats.load_extractor(weights, args.fid_batch_size)
@@ -444,8 +450,9 @@ def main(argv=None):
                           "resize": RESIZE_NOTE if seg is not None else None,
                           "reason": None if seg is not None else "unavailable: no segmenter (give --segmenter)"},
         "fid": {"available": fid is not None, "value": fid, "reason": fid_reason,
-                "source": f"{len(gen_paths)} generated vs {fid_count} photos in {args.train_imgs}, weights {weights}"
-                if fid is not None else None},
+                "source": f"{len(gen_paths)} generated vs {fid_count} photos in {args.train_imgs}, weights {weights}, "
+                          f"trace term {fid.method}" if fid is not None else None,
+                "trace_term": fid.method if fid is not None else None},
         "style": {"available": style is not None, "style_corr": style,
                   "style_similarity": None if style is None else scoring.style_similarity(style),
                   "source": f"reference photos of {args.ref_json}" if refs else None,

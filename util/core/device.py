@@ -6,38 +6,20 @@ decides first (by asking the CUDA driver library directly through ctypes,
 which needs no toolkit) and, when no GPU will be used, hides ``nvcc`` from
 Jittor through the ``nvcc_path`` environment variable. Every entry point
 calls ``setup`` once, before anything imports Jittor.
+
+When there is a GPU, ``setup`` also asks ``util.core.cuda_check`` whether
+Jittor 1.3.11 can build for it: with ``--gpu on`` a problem is an error, with
+``--gpu auto`` a warning, and the CPU is used.
 """
 
-import ctypes
 import os
 import sys
+import textwrap
 
-from util.core.errors import OptionError
+from util.core import cuda_check
+from util.core.errors import CudaSetupError, OptionError
 
 GPU_MODES = ("auto", "on", "off")
-
-
-def cuda_driver():
-    """The CUDA driver library, initialised (cuInit), or None when there is no usable driver."""
-    for name in ("libcuda.so.1", "libcuda.so"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        try:
-            return lib if lib.cuInit(0) == 0 else None
-        except AttributeError:
-            return None
-    return None
-
-
-def count_cuda_devices():
-    """Number of CUDA devices the driver reports (0 when there is no usable driver)."""
-    lib = cuda_driver()
-    count = ctypes.c_int(0)
-    if lib is None or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return 0
-    return int(count.value)
 
 
 def resolve_gpu_mode(mode, device_count):
@@ -52,21 +34,14 @@ def resolve_gpu_mode(mode, device_count):
     return device_count > 0
 
 
+# -- the choice for this process ------------------------------------------------------------------------------
+
 _configured = None
+_problem = None
 
 
-def setup(mode="auto", quiet_logs=True):
-    """Decide CPU/GPU for this process, import Jittor accordingly and return whether CUDA is used.
-
-    Must run before the first ``import jittor``; calling it again with the same
-    answer is harmless.
-    """
-    global _configured
-    use_cuda = resolve_gpu_mode(mode, count_cuda_devices() if mode != "off" else 0)
-    if _configured is not None:
-        if _configured != use_cuda:
-            raise OptionError("the device was already chosen for this process; cannot switch CPU/GPU.")
-        return use_cuda
+def _start_jittor(use_cuda, quiet_logs):
+    """Set Jittor's environment for the choice, import it and switch CUDA on or off."""
     if "jittor" in sys.modules and not use_cuda:
         raise RuntimeError("util.core.device.setup() must run before jittor is imported")
     if quiet_logs:
@@ -77,5 +52,32 @@ def setup(mode="auto", quiet_logs=True):
         os.environ.setdefault("use_cutlass", "0")
     import jittor as jt  # noqa: E402  (imported only after the decision above)
     jt.flags.use_cuda = 1 if use_cuda else 0
+
+
+def setup(mode="auto", quiet_logs=True):
+    """Decide CPU/GPU for this process, import Jittor accordingly and return whether CUDA is used.
+
+    Must run before the first ``import jittor``; calling it again with the same
+    answer is harmless. A GPU that Jittor cannot use (``cuda_problem``) is an
+    error with ``--gpu on``; with ``--gpu auto`` a warning, and the CPU is used.
+    """
+    global _configured, _problem
+    use_cuda = resolve_gpu_mode(mode, cuda_check.count_cuda_devices() if mode != "off" else 0)
+    if use_cuda:
+        if _configured is None:
+            _problem = cuda_check.jittor_cuda_problem()
+            if _problem and mode == "auto":
+                text = f"--gpu auto: {_problem} Using the CPU instead (--gpu off skips this check)."
+                print("warning: " + textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False),
+                      file=sys.stderr)
+        if _problem:
+            if mode == "on":
+                raise CudaSetupError(f"--gpu on: {_problem} (--gpu auto falls back to the CPU, --gpu off uses it.)")
+            use_cuda = False
+    if _configured is not None:
+        if _configured != use_cuda:
+            raise OptionError("the device was already chosen for this process; cannot switch CPU/GPU.")
+        return use_cuda
+    _start_jittor(use_cuda, quiet_logs)
     _configured = use_cuda
     return use_cuda

@@ -40,8 +40,16 @@ class OptionError(UserError):
     """Options that contradict each other or the machine (e.g. --gpu on without a GPU)."""
 
 
+class CudaSetupError(OptionError):
+    """--gpu on with a GPU that Jittor cannot use: its CUDA toolkit, cuDNN, driver or architecture."""
+
+
 class WeightsFileError(UserError):
     """A pretrained-weights file (VGG19, Inception) that is missing or of the wrong format."""
+
+
+class WeightsDownloadError(WeightsFileError):
+    """A pretrained-weights download that failed (incomplete, wrong SHA-256, server unreachable); nothing is kept."""
 
 
 class TrainingDivergedError(UserError):
