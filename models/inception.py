@@ -44,8 +44,9 @@ import jittor as jt
 from jittor import nn
 
 from models.normalization import avg_pool_exclude_pad
-from models.pretrained import FID_WEIGHTS_URL, freeze, read_state_dict
+from models.pretrained import freeze, read_state_dict
 from models.reductions import normalize
+from util.core.download import FID_WEIGHTS_URL
 from util.core.errors import WeightsFileError, few
 
 FEATURE_LAYERS = ("pool_1", "pool_2", "mixed_6e", "pool_3")

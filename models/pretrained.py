@@ -3,10 +3,7 @@ they come from and their download: ``util.core.download``. Importing this module
 
 import os
 
-from util.core import download
 from util.core.errors import WeightsFileError
-
-FID_WEIGHTS_URL = download.FID_WEIGHTS_URL  # the addresses of all published weights live in util.core.download
 
 
 def read_state_dict(path, what, missing_message):

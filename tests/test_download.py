@@ -101,7 +101,7 @@ def test_published_hash_is_read_from_the_name():
     assert download.published_hash("model-final.pth") is None and download.published_hash("dcbb9e9d.pth") is None
     for name, url in download.KNOWN_FILES.items():
         assert url.startswith("https://") and url.endswith("/" + name) and download.published_hash(name)
-    from models.pretrained import FID_WEIGHTS_URL
+    from util.core.download import FID_WEIGHTS_URL
     assert FID_WEIGHTS_URL == download.KNOWN_FILES["pt_inception-2015-12-05-6726825d.pth"]
 
 

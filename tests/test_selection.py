@@ -292,7 +292,7 @@ def test_fid_script_errors_exit_2(experiment, fid_weights_file, tmp_path):
     assert "none of the tags 7-9 has a checkpoint" in message and "available: 3, 4" in message
     assert "no checkpoint for 3 of 3 tags, skipped: 7, 8, 9" in r.stdout
 
-    from models.pretrained import FID_WEIGHTS_URL
+    from util.core.download import FID_WEIGHTS_URL
     missing = str(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     r = run_script(FID_SCRIPT, *fid_args(experiment, missing, "3"), timeout=300)
     assert r.returncode == 2, r.stderr
