@@ -28,6 +28,7 @@ and offer ``grow(level)`` and ``scale_weights(stage)`` to the trainer."""
 import jittor as jt
 from jittor import nn
 
+from models.convolution import Conv2d
 from models.normalization import avg_pool_exclude_pad, downsample_image, normed_conv
 from models.layout import semantic_nc
 
@@ -47,12 +48,12 @@ class NLayerDiscriminator(nn.Module):
     def __init__(self, input_nc, ndf, n_layers, norm_D):
         super().__init__()
         nf = ndf
-        layers = [nn.Sequential(nn.Conv2d(input_nc, nf, KERNEL, stride=2, padding=PADDING), nn.LeakyReLU(0.2))]
+        layers = [nn.Sequential(Conv2d(input_nc, nf, KERNEL, stride=2, padding=PADDING), nn.LeakyReLU(0.2))]
         for n in range(1, n_layers):
             nf_prev, nf = nf, min(nf * 2, MAX_CHANNELS)
             stride = 1 if n == n_layers - 1 else 2
             layers.append(nn.Sequential(normed_conv(norm_D, nf_prev, nf, KERNEL, stride, PADDING), nn.LeakyReLU(0.2)))
-        layers.append(nn.Sequential(nn.Conv2d(nf, 1, KERNEL, stride=1, padding=PADDING)))
+        layers.append(nn.Sequential(Conv2d(nf, 1, KERNEL, stride=1, padding=PADDING)))
         self.num_layers = len(layers)
         for i, layer in enumerate(layers):
             setattr(self, f"model{i}", layer)
@@ -113,7 +114,7 @@ class LevelDiscriminator(nn.Module):
         self.num_layers = n_layers + 1
         for n in range(level, -1, -1):
             setattr(self, f"from_rgb_{n}", nn.Sequential(
-                nn.Conv2d(input_nc, self.channels(ndf, n), KERNEL, stride=1, padding=PADDING), nn.LeakyReLU(0.2)))
+                Conv2d(input_nc, self.channels(ndf, n), KERNEL, stride=1, padding=PADDING), nn.LeakyReLU(0.2)))
         for n in range(level, 0, -1):
             setattr(self, f"down_{n}", nn.Sequential(
                 normed_conv(norm_D, self.channels(ndf, n), self.channels(ndf, n - 1), KERNEL, 2, PADDING),
@@ -124,7 +125,7 @@ class LevelDiscriminator(nn.Module):
             stride = 1 if j == n_layers - 1 else 2
             setattr(self, f"model{j}", nn.Sequential(normed_conv(norm_D, nf_prev, nf, KERNEL, stride, PADDING),
                                                      nn.LeakyReLU(0.2)))
-        setattr(self, f"model{n_layers}", nn.Sequential(nn.Conv2d(nf, 1, KERNEL, stride=1, padding=PADDING)))
+        setattr(self, f"model{n_layers}", nn.Sequential(Conv2d(nf, 1, KERNEL, stride=1, padding=PADDING)))
 
     @staticmethod
     def channels(ndf, depth):

@@ -38,6 +38,7 @@ from collections import namedtuple
 import jittor as jt
 from jittor import nn
 
+from models.convolution import Conv2d
 from models.generator import SPADEGenerator, up_block_channels
 from models.normalization import param_free_norm, resize_label
 
@@ -59,9 +60,9 @@ class EdgeBlock(nn.Module):
 
     def __init__(self, fin, fout, label_nc):
         super().__init__()
-        self.conv_0 = nn.Conv2d(fin + label_nc, fout, 3, padding=1)
+        self.conv_0 = Conv2d(fin + label_nc, fout, 3, padding=1)
         self.norm_0 = param_free_norm("instance", fout)
-        self.conv_1 = nn.Conv2d(fout, fout, 3, padding=1)
+        self.conv_1 = Conv2d(fout, fout, 3, padding=1)
         self.norm_1 = param_free_norm("instance", fout)
 
     def execute(self, e, seg):
@@ -82,13 +83,13 @@ class EdgeGuidedGenerator(SPADEGenerator):
         for i in range(self.num_up_blocks):
             fout = edge_channels(nf, i)
             setattr(self, f"edge_{i}", EdgeBlock(fin, fout, label_nc))
-            setattr(self, f"edge_att_{i}", nn.Conv2d(fout, up_block_channels(nf, i)[1], 1))
+            setattr(self, f"edge_att_{i}", Conv2d(fout, up_block_channels(nf, i)[1], 1))
             fin = fout
-        self.conv_edge = nn.Conv2d(fin, EDGE_NC, 3, padding=1)
+        self.conv_edge = Conv2d(fin, EDGE_NC, 3, padding=1)
         sp_nc = self.final_nc + 3 + EDGE_NC + label_nc
-        self.sp_class = nn.Conv2d(sp_nc, label_nc, 3, padding=1)
-        self.sp_features = nn.Conv2d(label_nc, sp_nc, 3, padding=1)
-        self.sp_img = nn.Conv2d(sp_nc, 3, 3, padding=1)
+        self.sp_class = Conv2d(sp_nc, label_nc, 3, padding=1)
+        self.sp_features = Conv2d(label_nc, sp_nc, 3, padding=1)
+        self.sp_img = Conv2d(sp_nc, 3, 3, padding=1)
 
     def add_progressive_heads(self, levels):
         raise ValueError("the edge-guided generator (--netG spade_edge) does not support progressive pre-training")

@@ -26,6 +26,7 @@ style code (both flags).
 import jittor as jt
 from jittor import nn
 
+from models.convolution import Conv2d
 from models.architecture import SPADEResnetBlock
 from models.normalization import resize_label
 from models.layout import LAYOUTS, image_height, semantic_nc
@@ -68,7 +69,7 @@ class SPADEGenerator(nn.Module):
         if opt.use_vae:
             self.fc = nn.Linear(opt.z_dim, 16 * nf * self.sw * self.sh)
         elif not opt.encode_mask:
-            self.fc = nn.Conv2d(label_channels, 16 * nf, 3, padding=1)
+            self.fc = Conv2d(label_channels, 16 * nf, 3, padding=1)
 
         def block(fin, fout):
             return SPADEResnetBlock(fin, fout, opt.norm_G, label_channels, opt.spade_hidden,
@@ -82,7 +83,7 @@ class SPADEGenerator(nn.Module):
         for i in range(self.num_up_blocks):
             setattr(self, f"up_{i}", block(*up_block_channels(nf, i)))
         self.final_nc = up_block_channels(nf, self.num_up_blocks - 1)[1]
-        self.conv_img = nn.Conv2d(self.final_nc, 3, 3, padding=1)
+        self.conv_img = Conv2d(self.final_nc, 3, 3, padding=1)
         self.progressive_levels = 1
         self.fade_upsample = getattr(opt, "pg_fade_upsample", "nearest")
         if progressive_levels > 1:
@@ -95,7 +96,7 @@ class SPADEGenerator(nn.Module):
         self.progressive_levels = levels
         for level in range(levels - 1):
             channels = up_block_channels(self.ngf, self.level_block(level))[1]
-            setattr(self, f"to_rgb_{level}", nn.Conv2d(channels, 3, 3, padding=1))
+            setattr(self, f"to_rgb_{level}", Conv2d(channels, 3, 3, padding=1))
 
     def remove_progressive_heads(self):
         for level in range(self.progressive_levels - 1):

@@ -43,6 +43,7 @@ import math
 import jittor as jt
 from jittor import nn
 
+from models.convolution import Conv2d
 from models.normalization import avg_pool_exclude_pad
 from models.pretrained import freeze, read_state_dict
 from models.reductions import normalize
@@ -147,7 +148,7 @@ class BasicConv2d(nn.Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn = FrozenBatchNorm(out_channels, eps=0.001)
 
     def execute(self, x):

@@ -5,6 +5,7 @@ import math
 import jittor as jt
 from jittor import nn
 
+from models.convolution import set_cpu_conv
 from models.discriminator import DISCRIMINATORS
 from models.encoder import ImageEncoder, MaskEncoder
 from models.generator import SPADEGenerator
@@ -67,6 +68,7 @@ def generator_class(opt):
 def build_networks(opt, with_discriminator, progressive_levels=1):
     """Return {name: network} for ``network_names``; G gets the to-RGB heads of
     ``progressive_levels`` resolution levels when that is more than 1."""
+    set_cpu_conv(opt.cpu_conv)
     builders = {"G": lambda: generator_class(opt)(opt, progressive_levels), "E": lambda: MaskEncoder(opt),
                 "Es": lambda: ImageEncoder(opt), "D": lambda: DISCRIMINATORS[getattr(opt, "netD", "multiscale")](opt)}
     nets = {name: init_weights(builders[name]()) for name in network_names(opt, with_discriminator)}

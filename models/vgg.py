@@ -9,6 +9,7 @@ statistics the weights were trained with. The network is frozen.
 import jittor as jt
 from jittor import nn
 
+from models.convolution import Conv2d
 from models.pretrained import freeze, read_state_dict
 from util.core.errors import WeightsFileError, few
 
@@ -42,7 +43,7 @@ class VGG19Features(nn.Module):
         for idx in range(SLICE_ENDS[-1] + 1):
             if idx in CONV_CHANNELS:
                 cin, cout = CONV_CHANNELS[idx]
-                layer = nn.Conv2d(cin, cout, 3, padding=1)
+                layer = Conv2d(cin, cout, 3, padding=1)
             elif idx in POOL_AT:
                 layer = nn.MaxPool2d(2, stride=2)
             else:

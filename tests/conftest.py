@@ -137,3 +137,13 @@ def fusion(request):
     else:
         with jt.flag_scope(lazy_execution=0):
             yield request.param
+
+
+@pytest.fixture(autouse=True)
+def default_cpu_convolutions():
+    """Each test starts and ends with the default CPU convolution kernels (building networks sets them
+    from --cpu_conv, e.g. the APF-GAN parity cases' 'jittor')."""
+    yield
+    convolution = sys.modules.get("models.convolution")
+    if convolution is not None:
+        convolution.set_cpu_conv("winograd")

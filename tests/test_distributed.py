@@ -25,9 +25,12 @@ FLAGS = [*TINY_NET_FLAGS, "--batchSize", "4", "--lambda_l1", "1", "--print_freq"
          "--save_epoch_freq", "1", "--max_dataset_size", "8"]
 
 # Gradients: float32 round-off of this network, measured by permuting the 4 images inside the batch of
-# one process, moves the generator's gradients by 5e-4 (relative L2); MPI against one process: 6e-4.
-# Without synchronised batch norm the generator's gradients differ by 0.77.
-GRADIENT_TOLERANCE = 5e-3
+# one process, moves the generator's gradients by 5e-4 (relative L2); MPI against one process: 6e-4 with
+# Jittor's convolution kernels (--cpu_conv jittor), 5.7e-3 with this project's. The kernels alone move them
+# as much: one process, --cpu_conv jittor against direct, 5.9e-3, although each convolution agrees to 1e-5
+# and the whole iteration run operator by operator (lazy_execution=0) to 1.2e-6 (the fused kernels around
+# the convolutions round differently). Without synchronised batch norm they differ by 0.77.
+GRADIENT_TOLERANCE = 2e-2
 # Weights after 2 iterations, relative to how far they moved: Adam's first steps (beta1 = 0) turn round-off
 # in near-zero gradients (biases before a batch norm, the discriminator's last bias at the start) into whole
 # +-lr steps. Measured after 3 iterations: G 0.024, D 0.15; without synchronised batch norm 1.1 and 0.9.

@@ -527,11 +527,18 @@ APF_TRAIN = ["--label_nc", "29", "--crop_size", "256", "--aspect_ratio", str(4 /
 APF_RECIPE_SIZE = ["--crop_size", "256", "--load_size", "256", "--num_upsampling_layers", "apf_more", "--ngf", "8",
                    "--ndf", "8", "--spade_hidden", "128", "--num_D", "3", "--n_layers_D", "3", "--batchSize", "2",
                    "--niter", "20", "--lambda_l1", "0"]
+# APF-GAN's convolutions ran on Jittor's kernels, and its discriminator's step after a generator step
+# amplifies round-off (below): the APF-GAN cases run on the same kernels (--cpu_conv jittor), so that they
+# compare the models. This project's own CPU kernels are compared with Jittor's in test_convolution.py and,
+# by the SPADE cases above (default --cpu_conv), with PyTorch's.
+APF_KERNELS = ["--cpu_conv", "jittor"]
 APF_CASES = {  # runner case -> this framework's options
-    "train": APF_TRAIN,
-    "pre_level": ["--preset", "apf_pretrain", *APF_RECIPE_SIZE, "--pg_niter", "12", "--no_vgg_loss", "no"],
-    "pre_fade": ["--preset", "apf_pretrain", *APF_RECIPE_SIZE, "--pg_niter", "12", "--no_vgg_loss", "no"],
-    "finetune": ["--preset", "apf_finetune", *APF_RECIPE_SIZE, "--diff_aug", ""],
+    "train": APF_TRAIN + APF_KERNELS,
+    "pre_level": ["--preset", "apf_pretrain", *APF_RECIPE_SIZE, "--pg_niter", "12", "--no_vgg_loss", "no",
+                  *APF_KERNELS],
+    "pre_fade": ["--preset", "apf_pretrain", *APF_RECIPE_SIZE, "--pg_niter", "12", "--no_vgg_loss", "no",
+                 *APF_KERNELS],
+    "finetune": ["--preset", "apf_finetune", *APF_RECIPE_SIZE, "--diff_aug", "", *APF_KERNELS],
 }
 APF_LOSS_NAMES = {"GAN": "G_GAN", "GAN_Feat": "G_GAN_Feat", "VGG": "G_VGG", "Inception": "G_Inception",
                   "D_Fake": "D_Fake", "D_real": "D_Real"}

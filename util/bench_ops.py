@@ -9,10 +9,11 @@
   2x128x48x64 and 2x512x12x16: autograd of the plain formula (mean, variance
   of the deviations, (x - mean) / sqrt(var + eps)) against
   models.reductions.normalize (matrix-product sums, gradient written out);
-* on the CPU, a 3x3 convolution 2x128x96x128 -> 64 channels through oneDNN:
-  Jittor's NCHW convolution (what the models run) against the same
-  convolution on an NHWC copy of the input (``jt.mkl_ops.mkl_conv`` with
-  layout acdb), which spares oneDNN its layout reorders.
+* on the CPU, convolutions forward and backward (gradients to the input,
+  the weights and the bias) at shapes of the SPADE comparison's networks:
+  Jittor's oneDNN call (``--cpu_conv jittor``) against models.convolution's
+  with the direct algorithm (``--cpu_conv direct``) and with Winograd where
+  it applies (``--cpu_conv winograd``, the default).
 
 Each case runs both variants alternately: per round, 2 untimed calls then
 --calls timed ones of each, --repeats rounds; the median milliseconds per call
@@ -32,6 +33,10 @@ from util.core import device
 from util.core.cli import run_main
 
 NORM_SHAPES = ((2, 64, 96, 128), (2, 128, 48, 64), (2, 512, 12, 16))
+# (input shape, output channels, kernel, stride, padding): SPADE blocks' convolutions at 128x96 and below
+# (the label map's 29 channels into the shared layer), a PatchGAN layer, small maps where Winograd stays off
+CONV_CASES = (((2, 128, 96, 128), 64, 3, 1, 1), ((2, 29, 96, 128), 128, 3, 1, 1), ((2, 128, 48, 64), 128, 3, 1, 1),
+              ((2, 64, 48, 64), 128, 4, 2, 2), ((2, 256, 24, 32), 256, 3, 1, 1), ((2, 512, 12, 16), 512, 3, 1, 1))
 
 
 def build_parser():
@@ -104,12 +109,20 @@ def main(argv=None):
             results.append(compare(jt, f"{kind} norm fwd+bwd {'x'.join(map(str, shape))}",
                                    [("plain", plain), ("sums ", written)], args.repeats, args.calls))
     if not use_cuda:
-        weight = array(64, 128, 3, 3)
-        nhwc = x.transpose(0, 2, 3, 1).clone()
-        results.append(compare(jt, "conv 3x3 2x128x96x128 -> 64", [
-            ("NCHW", lambda: [jt.nn.conv2d(x, weight, None, 1, 1)]),
-            ("NHWC", lambda: [jt.mkl_ops.mkl_conv(nhwc, weight, 1, 1, 1, 1, 1, 1, 1, "acdb", "oihw", "acdb")])],
-            args.repeats, args.calls))
+        from models import convolution
+        for shape, out_channels, k, stride, padding in CONV_CASES:
+            xs, weight, bias = array(*shape), array(out_channels, shape[1], k, k), array(out_channels)
+
+            def conv(mode, xs=xs, weight=weight, bias=bias, stride=stride, padding=padding):
+                def run():
+                    convolution.set_cpu_conv(mode)
+                    y = convolution.conv2d(xs, weight, bias, stride, padding)
+                    return [y, *jt.grad(y.sum(), [xs, weight, bias])]
+                return run
+            name = f"conv {k}x{k}/{stride} {'x'.join(map(str, shape))}->{out_channels} fwd+bwd"
+            for mode in ("direct", "winograd"):
+                results.append(compare(jt, name, [("jittor", conv("jittor")), (f"{mode:<8}", conv(mode))],
+                                       args.repeats, args.calls))
     if args.json:
         from util.core.checkpoint import write_text
         write_text(args.json, json.dumps({"gpu": use_cuda, "cases": results}, indent=1))

@@ -20,6 +20,9 @@ from util.core import cuda_check
 from util.core.errors import CudaSetupError, OptionError
 
 GPU_MODES = ("auto", "on", "off")
+# How CPU convolutions run (models.convolution): oneDNN with Winograd where it pays, oneDNN direct
+# only, or Jittor's own oneDNN call.
+CPU_CONV_MODES = ("winograd", "direct", "jittor")
 
 
 def resolve_gpu_mode(mode, device_count):

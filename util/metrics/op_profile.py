@@ -5,9 +5,9 @@ per call, and the most expensive operators."""
 
 # (kind, substrings of an operator's key that mark it), the first match wins
 KINDS = (
-    ("convolution, backward to the input", ("conv_backward_x",)),
-    ("convolution, backward to the weights", ("conv_backward_w",)),
-    ("convolution, forward", ("mkl_conv«", "cudnn_conv«", "cutlass_conv")),
+    ("convolution, backward to the input", ("conv_backward_x", "convolution(landscape_conv::BACKWARD_DATA")),
+    ("convolution, backward to the weights", ("conv_backward_w", "convolution(landscape_conv::BACKWARD_WEIGHTS")),
+    ("convolution, forward", ("mkl_conv«", "cudnn_conv«", "cutlass_conv", "convolution(landscape_conv::FORWARD")),
     ("matrix product", ("matmul",)),
     ("reduction (fused)", ("reduce",)),
     ("re-indexing (resize, padding, slicing)", ("reindex", "getitem", "setitem")),
