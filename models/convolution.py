@@ -5,10 +5,11 @@ Jittor hands oneDNN every CPU convolution with the format left to oneDNN
 reorders the NCHW tensors in and out with generic, slow reorders, and the
 backward passes always use the direct algorithm. This module calls oneDNN
 itself (the library Jittor already ships) with channel-blocked layouts
-(nChw16c on AVX-512, nChw8c on AVX2), and for 3x3 stride-1 convolutions with
+(nChw16c on AVX-512, nChw8c on AVX2), the bias added and its gradient summed
+inside oneDNN, and for 3x3 stride-1 convolutions of at least 16 input channels
 oneDNN's Winograd F(4x4, 3x3) algorithm where the CPU has it (AVX-512) and the
 batch's feature maps are large enough for it to pay. Each pass takes the first of these
-that oneDNN implements with a JIT kernel, else Jittor's own choice.
+that oneDNN implements with a JIT kernel, else oneDNN's own choice of layout.
 
 ``conv2d`` is the one convolution every network of the project calls: on the
 CPU it runs these kernels, with the GPU (or ``set_cpu_conv("jittor")``) Jittor's.
@@ -198,14 +199,19 @@ _flags = {}
 
 
 def _compile_flags():
-    """Compiler flags for oneDNN's headers and library, from where Jittor installed them."""
-    if not _flags:
+    """Compiler flags for oneDNN's headers and library where Jittor installed them; None without them
+    (Jittor run with use_mkl=0): then Jittor's convolutions run."""
+    if "options" not in _flags:
+        from jittor import compile_extern
         import jittor_utils
         home = os.path.join(jittor_utils.home(), ".cache", "jittor", "mkl")
         found = [name for name in sorted(os.listdir(home)) if name.startswith("dnnl")
-                 and os.path.isdir(os.path.join(home, name, "include"))]
-        root = os.path.join(home, found[-1])
-        _flags["options"] = {f'FLAGS: -I"{root}/include" -L"{root}/lib" -lmkldnn ': 1}
+                 and os.path.isdir(os.path.join(home, name, "include"))] if os.path.isdir(home) else []
+        if getattr(compile_extern, "mkl_ops", None) is None or not found:
+            _flags["options"] = None
+        else:
+            root = os.path.join(home, found[-1])
+            _flags["options"] = {f'FLAGS: -I"{root}/include" -L"{root}/lib" -lmkldnn ': 1}
     return _flags["options"]
 
 
@@ -242,9 +248,10 @@ def _pair(v):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """``jittor.nn.conv2d`` with the CPU kernels above (float32, groups 1); Jittor's otherwise."""
+    """``jittor.nn.conv2d`` with the CPU kernels above (float32, groups 1, oneDNN present); Jittor's otherwise."""
     if (jt.flags.use_cuda or _mode["cpu"] == "jittor" or groups != 1 or x.dtype != "float32"
-            or weight.dtype != "float32" or x.ndim != 4 or (bias is not None and bias.dtype != "float32")):
+            or weight.dtype != "float32" or x.ndim != 4 or (bias is not None and bias.dtype != "float32")
+            or _compile_flags() is None):
         return nn.conv2d(x, weight, bias, stride, padding, dilation, groups)
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     n, ic, ih, iw = x.shape

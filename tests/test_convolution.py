@@ -118,3 +118,15 @@ def test_networks_take_the_cpu_conv_option():
     assert convolution._mode["cpu"] == "direct"
     convs = [m for net in nets.values() for m in net.modules() if isinstance(m, nn.Conv)]
     assert convs and all(isinstance(m, convolution.Conv2d) for m in convs)
+
+
+def test_without_onednn_jittors_convolution_runs(monkeypatch):
+    """Jittor run with use_mkl=0 has no oneDNN to compile against: conv2d is then Jittor's conv2d."""
+    import jittor as jt
+    from jittor import nn
+
+    from models import convolution
+    monkeypatch.setitem(convolution._flags, "options", None)
+    monkeypatch.setattr(convolution, "_pass", lambda *a, **k: pytest.fail("oneDNN operator used"))
+    x, w = jt.randn(1, 4, 8, 8), jt.randn(2, 4, 3, 3)
+    np.testing.assert_array_equal(convolution.conv2d(x, w, None, 1, 1).numpy(), nn.conv2d(x, w, None, 1, 1).numpy())
