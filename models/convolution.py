@@ -40,7 +40,6 @@ def set_cpu_conv(mode):
     _mode["cpu"] = mode
 
 
-
 _HEADER = r"""
 #include <dnnl.hpp>
 #include <cstring>
