@@ -62,6 +62,7 @@ def test_demo_presets_grow_three_levels_within_pretraining():
     fine, _ = train_options.parse(["--input_path", "x", "--preset", "demo_finetune"])
     assert pre.num_D == 3 and 0 < pre.pg_niter < pre.niter < fine.niter
     assert fine.no_vgg_loss and not fine.inception_loss  # the demo needs no pretrained weights
+    assert pre.ema_decay == 0 and 0 < fine.ema_decay < 1  # generation uses the fine-tuning's EMA generator
 
 
 def test_command_line_flags_override_a_preset():
@@ -144,11 +145,15 @@ def test_two_phase_run_ends_with_a_full_resolution_model_that_generates(tiny_dat
     # The pre-training G (epoch 2) is the fine-tuning start: the shared weights are equal before training.
     pre = checkpoint.read_net(folder, "2", "G")
     assert not any(k.startswith("to_rgb_") for k in pre)
+    # Only fine-tuning keeps an EMA generator (the demo preset), started from the pre-trained G.
+    assert not os.path.isfile(checkpoint.net_path(folder, "2", "G_ema"))
+    assert set(checkpoint.read_net(folder, "3", "G_ema")) == set(final)
 
     out_dir = str(tmp_path / "generated")
     gen = run_script("test_phase.py", "--input_path", os.path.join(tiny_dataset, "test", "labels"),
                      "--output_path", out_dir, "--name", "two", "--checkpoints_dir", ckpt, "--nThreads", "0")
     assert gen.returncode == 0, gen.stderr[-3000:]
+    assert "using the EMA generator" in gen.stdout
     files = sorted(os.listdir(out_dir))
     assert len(files) == 3
     from data.image_io import read_image
