@@ -16,7 +16,7 @@ import os
 import sys
 import textwrap
 
-from util.core import cuda_check
+from util.core import cuda_check, kernel_pch
 from util.core.errors import CudaSetupError, OptionError
 
 GPU_MODES = ("auto", "on", "off")
@@ -55,6 +55,8 @@ def _start_jittor(use_cuda, quiet_logs):
         os.environ.setdefault("use_cutlass", "0")
     import jittor as jt  # noqa: E402  (imported only after the decision above)
     jt.flags.use_cuda = 1 if use_cuda else 0
+    if not use_cuda:
+        kernel_pch.enable(jt)
 
 
 def setup(mode="auto", quiet_logs=True):
