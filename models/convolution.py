@@ -23,9 +23,9 @@ import os
 import jittor as jt
 from jittor import nn
 
-from util.core.device import CPU_CONV_MODES
+from util.core.device import CPU_CONV_MODES, DEFAULT_CPU_CONV
 
-_mode = {"cpu": "winograd"}
+_mode = {"cpu": DEFAULT_CPU_CONV}
 
 # Winograd transforms the weights at every call: below about 2048 output pixels per batch
 # (batch x height x width) that costs more than it saves (2x1024x6x8: 249 ms against 107 ms

@@ -8,7 +8,6 @@ import jittor as jt
 from jittor import nn
 
 from models import convolution
-from models.convolution import Conv2d
 from models.layout import NORM_G_PATTERN, NORM_LAYER_PATTERN
 from models.reductions import normalize
 
@@ -62,7 +61,7 @@ class SNConv2d(SpectralNormed):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__()
-        conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        conv = convolution.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.stride, self.padding = stride, padding
         self._init_spectral(conv.weight)
         self.bias = conv.bias if bias else None
@@ -85,7 +84,7 @@ class SNLinear(SpectralNormed):
 
 def conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, spectral=False):
     """A plain or spectral-normalised convolution."""
-    cls = SNConv2d if spectral else Conv2d
+    cls = SNConv2d if spectral else convolution.Conv2d
     return cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
 
 
@@ -187,12 +186,12 @@ class SPADE(nn.Module):
         super().__init__()
         pad = kernel_size // 2
         self.param_free_norm = param_free_norm(norm_kind, norm_nc)
-        self.mlp_shared = nn.Sequential(Conv2d(label_nc, nhidden, kernel_size, padding=pad), nn.ReLU())
-        self.mlp_gamma = Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
-        self.mlp_beta = Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
+        self.mlp_shared = nn.Sequential(convolution.Conv2d(label_nc, nhidden, kernel_size, padding=pad), nn.ReLU())
+        self.mlp_gamma = convolution.Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
+        self.mlp_beta = convolution.Conv2d(nhidden, norm_nc, kernel_size, padding=pad)
         self.seg_noise_var = None
         if seg_noise:
-            self.seg_noise_var = Conv2d(label_nc, norm_nc, 1, bias=False)
+            self.seg_noise_var = convolution.Conv2d(label_nc, norm_nc, 1, bias=False)
             self.seg_noise_var.weight.assign(jt.zeros(self.seg_noise_var.weight.shape))
 
     def execute(self, x, segmap):

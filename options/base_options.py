@@ -6,7 +6,7 @@ import numbers
 import os
 
 from models.layout import LAYOUTS, NORM_G_PATTERN, NORM_LAYER_PATTERN, NUM_UPSAMPLINGS, image_height
-from util.core.device import CPU_CONV_MODES, GPU_MODES
+from util.core.device import CPU_CONV_MODES, DEFAULT_CPU_CONV, GPU_MODES
 from util.core.download import KNOWN_FILES, NO_DOWNLOAD_VARIABLE
 from util.core.errors import OptionError
 from util.core.files import atomic_write
@@ -90,7 +90,7 @@ def add_experiment_options(parser):
     g.add_argument("--checkpoints_dir", default="./checkpoints", help="folder holding one sub-folder per experiment")
     g.add_argument("--gpu", choices=GPU_MODES, default="auto",
                    help="auto: use a CUDA GPU when one is usable, else the CPU; on: require a GPU; off: CPU only")
-    g.add_argument("--cpu_conv", choices=CPU_CONV_MODES, default="winograd",
+    g.add_argument("--cpu_conv", choices=CPU_CONV_MODES, default=DEFAULT_CPU_CONV,
                    help="CPU convolutions: 'winograd' runs oneDNN with channel-blocked layouts and its Winograd "
                         "algorithm for 3x3 convolutions where the CPU has it (AVX-512) and the maps are large "
                         "enough (about 2x faster there; results differ from the direct algorithm by rounding, "

@@ -146,4 +146,4 @@ def default_cpu_convolutions():
     yield
     convolution = sys.modules.get("models.convolution")
     if convolution is not None:
-        convolution.set_cpu_conv("winograd")
+        convolution.set_cpu_conv(device.DEFAULT_CPU_CONV)

@@ -23,6 +23,7 @@ GPU_MODES = ("auto", "on", "off")
 # How CPU convolutions run (models.convolution): oneDNN with Winograd where it pays, oneDNN direct
 # only, or Jittor's own oneDNN call.
 CPU_CONV_MODES = ("winograd", "direct", "jittor")
+DEFAULT_CPU_CONV = "winograd"
 
 
 def resolve_gpu_mode(mode, device_count):
