@@ -1,4 +1,4 @@
-# make demo  - create .venv, install requirements, run the CPU demo below (12 min 24 s in a fresh clone on 2 cores, Jittor compiling everything first)
+# make demo  - create .venv, install requirements, run the CPU demo below (12 min 24 s and 13 min 18 s in two fresh clones on 2 cores, Jittor compiling everything first)
 # make test  - create .venv if needed, run the test suite
 # make bench - training benchmark (python -m util.bench: the real settings on a GPU, a small preset on a CPU)
 # make clean - remove demo results (keeps .venv and checkpoints)
