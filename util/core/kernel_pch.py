@@ -22,7 +22,7 @@ import shlex
 import subprocess
 import sys
 
-from util.core.files import temp_name
+from util.core.files import atomic_write, temp_name
 
 SKIP_VARIABLE = "SKIP_KERNEL_PCH"
 
@@ -61,9 +61,10 @@ def header_build_args(cc_flags):
     return [*args, "-g", "-x", "c++-header"]
 
 
-def header_key(cc_path, cc_flags, compiler_version):
-    """A short hash naming the precompiled header for this compiler, its flags and the header text."""
-    text = "\n".join([cc_path, cc_flags, compiler_version, HEADER_TEXT])
+def header_key(cc_path, cc_flags):
+    """A short hash naming the precompiled header for this compiler, its flags and the header text (the
+    compiler's version is in Jittor's cache path, which the flags name)."""
+    text = "\n".join([cc_path, cc_flags, HEADER_TEXT])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -71,15 +72,9 @@ def include_flag(header_path):
     return f' -include "{header_path}"'
 
 
-def _compiler_version(cc_path):
-    out = subprocess.run([cc_path, "--version"], capture_output=True, text=True, check=True)
-    return out.stdout.splitlines()[0] if out.stdout else ""
-
-
 def _build(cc_path, cc_flags, header):
     """Write ``header`` and compile it to ``header.gch`` (atomically); return an error text or None."""
-    with open(header, "w") as f:
-        f.write(HEADER_TEXT)
+    atomic_write(header, HEADER_TEXT)
     gch = header + ".gch"
     tmp = temp_name(gch)
     cmd = [cc_path, header, *header_build_args(cc_flags), "-o", tmp]
@@ -104,25 +99,19 @@ def enable(jt):
     if flags.cc_type != "g++" or "-include" in flags.cc_flags:
         return None
     cc_flags = flags.cc_flags
-    try:
-        key = header_key(flags.cc_path, cc_flags, _compiler_version(flags.cc_path))
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    folder = os.path.join(flags.cache_path, "kernel_pch", key)
+    folder = os.path.join(flags.cache_path, "kernel_pch", header_key(flags.cc_path, cc_flags))
     header = os.path.join(folder, "kernel_pch.h")
     failed = os.path.join(folder, "FAILED")
     if os.path.exists(failed):
         return None
     if not os.path.exists(header + ".gch"):
-        os.makedirs(folder, exist_ok=True)
         print("Precompiling Jittor's kernel headers (once per Jittor cache)...", file=sys.stderr, flush=True)
         try:
             error = _build(flags.cc_path, cc_flags, header)
         except OSError as exc:
             error = str(exc)
         if error:
-            with open(failed, "w") as f:
-                f.write(error + "\n")
+            atomic_write(failed, error + "\n")
             print(f"  not used: the compiler failed ({failed}); kernels compile as usual.", file=sys.stderr)
             return None
     flags.cc_flags = cc_flags + include_flag(header)
