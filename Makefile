@@ -1,5 +1,7 @@
 # make demo  - create .venv, install requirements, run the CPU demo below (12 min 24 s and 13 min 18 s in two fresh clones on 2 cores, Jittor compiling everything first)
-# make test  - create .venv if needed, run the test suite
+# make test  - create .venv if needed, run the test suite; on a CPU with AVX-512, run the modules whose numbers
+#              depend on the instruction set once more computing as an AVX2-only CPU (python -m util.cpu_isa)
+# make test-isa ISA=avx2 [TESTS="tests/test_x.py ..."] - the suite (or TESTS) computing as an ISA-only CPU
 # make bench - training benchmark (python -m util.bench: the real settings on a GPU, a small preset on a CPU)
 # make clean - remove demo results (keeps .venv and checkpoints)
 
@@ -20,7 +22,13 @@ WEIGHTS_FLAG := $(if $(wildcard $(INCEPTION_WEIGHTS)),--inception_weights $(INCE
 # without them test.py makes one run and does not download them (the demo stays within its time on the CPU)
 TEST_FID_FLAG := $(if $(WEIGHTS_FLAG),$(WEIGHTS_FLAG),--no_download)
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test test-isa demo bench clean
+
+# The modules whose results depend on the CPU's instruction set (oneDNN's kernels, Jittor's -march=native kernels)
+ISA_TESTS := tests/test_cpu_isa.py tests/test_reference_parity.py tests/test_spade_parity.py tests/test_convolution.py \
+             tests/test_diff_augment.py tests/test_distributed.py
+ISA   ?= avx2
+TESTS ?= tests
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +39,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m util.cpu_isa --as avx2 --or_skip -- $(BIN)/python -m pytest -q -rs $(ISA_TESTS)
+
+test-isa: $(STAMP)
+	$(BIN)/python -m util.cpu_isa --as $(ISA) -- $(BIN)/python -m pytest -q -rs $(TESTS)
 
 demo: $(STAMP)
 	$(BIN)/python -m util.demo_data --out $(DEMO_DATA) --num 240 --num_test 12 --width 128 --height 96 --seed 0

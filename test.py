@@ -85,6 +85,7 @@ def main(argv=None):
     from data.pure_colour import from_options
     from util.core import checkpoint
     from util.metrics import fid_stats
+    from models import convolution
     from models.generation import load_generator
     from util.metrics.selection import generate_and_score, run_seeds
 
@@ -99,7 +100,7 @@ def main(argv=None):
     nets = load_generator(opt, style_encoder=style is not None)
     print(nets.note)
     seeds = run_seeds(opt.seed, opt.n_runs)
-    print(f"{opt.n_runs} runs with {opt.name} (checkpoint {opt.which_epoch}) on {'GPU' if use_cuda else 'CPU'}, "
+    print(f"{opt.n_runs} runs with {opt.name} (checkpoint {opt.which_epoch}) on {convolution.describe(use_cuda)}, "
           f"seeds {', '.join(map(str, seeds[:4]))}{' ...' if len(seeds) > 4 else ''}; best kept in {opt.output_path}")
     out = os.path.normpath(opt.output_path)
     run_dir, best_dir = out + ".run_tmp", out + ".best_tmp"

@@ -23,6 +23,7 @@ import os
 import jittor as jt
 from jittor import nn
 
+from util.core import isa
 from util.core.device import CPU_CONV_MODES, DEFAULT_CPU_CONV
 
 _mode = {"cpu": DEFAULT_CPU_CONV}
@@ -212,6 +213,27 @@ def _compile_flags():
             root = os.path.join(home, found[-1])
             _flags["options"] = {f'FLAGS: -I"{root}/include" -L"{root}/lib" -lmkldnn ': 1}
     return _flags["options"]
+
+
+def winograd_available():
+    """Whether oneDNN runs with Winograd kernels here: oneDNN 2.2 has float32 Winograd on AVX-512 only, and asks
+    the CPU and DNNL_MAX_CPU_ISA."""
+    return isa.onednn_isa().startswith("avx512")
+
+
+def describe(use_cuda):
+    """What computes this process's convolutions, naming the CPU's instruction set as oneDNN and Jittor's
+    kernels use it (a line for run summaries and benchmark headers)."""
+    if use_cuda:
+        return "GPU; convolutions: Jittor's (cuDNN)"
+    mode = _mode["cpu"]
+    if mode == "jittor" or _compile_flags() is None:
+        kernels = "Jittor's oneDNN call"
+    elif mode == "winograd" and winograd_available():
+        kernels = "oneDNN Winograd where it pays, else direct"
+    else:
+        kernels = "oneDNN direct" + (" (Winograd needs AVX-512)" if mode == "winograd" else "")
+    return f"{isa.process_description()}; convolutions: {kernels}"
 
 
 def _pass(kind, shapes, inputs, geometry, winograd, bias):

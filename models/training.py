@@ -21,7 +21,7 @@ from tqdm import tqdm
 from data.datasets import PairedDataset, raise_batch_errors
 from data.folders import read_name_list
 from data.transforms import array_to_image
-from models import layout
+from models import convolution, layout
 from models.mixed_precision import MixedPrecision
 from models.networks import ema_network_names, network_names
 from models.trainer import SPADETrainer
@@ -198,6 +198,7 @@ def describe_run(opt, folder, dataset, trainer, start, use_cuda, precision_note)
     say(f"training {opt.name} ({opt.phase_name}): {len(dataset.pairs)} pairs, {dataset.num_batches()} "
         f"iterations/epoch of {opt.batchSize} images{processes}, epochs {start.epoch}..{opt.niter + opt.niter_decay}, "
         f"{'GPU' if use_cuda else 'CPU'}, images {opt.crop_size}x{crop_h}, checkpoints in {folder}")
+    say(f"computing on {convolution.describe(use_cuda)}")
     if precision_note:
         say(precision_note)
     elif trainer.precision.enabled:

@@ -24,6 +24,16 @@ os.environ["LANDSCAPE_NO_DOWNLOAD"] = "1"
 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
+def pytest_sessionfinish(session, exitstatus):
+    from parity_margins import write_if_asked
+    write_if_asked()
+
+
+def pytest_report_header(config):
+    from util.core import isa
+    return f"instruction set: {isa.process_description()}"
+
+
 # Tiny network settings shared by tests so Jittor compiles each op shape once.
 TINY_NET_FLAGS = ["--ngf", "8", "--ndf", "8", "--spade_hidden", "16", "--num_D", "2", "--n_layers_D", "3",
                   "--crop_size", "128", "--num_upsampling_layers", "normal", "--no_vgg_loss", "--nThreads", "0"]

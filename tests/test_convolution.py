@@ -55,14 +55,6 @@ def test_cpu_convolution_equals_jittors(case, mode, fusion):
         assert err <= TOL, f"{case}, {mode}: {name} differs by {err:.2e} of its scale"
 
 
-def has_avx512():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " avx512f" in f.read()
-    except OSError:
-        return False
-
-
 def test_winograd_runs_only_on_large_enough_maps():
     """Below WINOGRAD_MIN_OUTPUT_PIXELS the winograd mode computes exactly what the direct mode does; above it
     (on a CPU where oneDNN has Winograd kernels) it computes with another algorithm."""
@@ -71,7 +63,7 @@ def test_winograd_runs_only_on_large_enough_maps():
     small, large = GEOMETRIES["3x3, small map (direct)"], GEOMETRIES["3x3, Winograd-sized map"]
     assert small[0] * small[2] * small[3] < convolution.WINOGRAD_MIN_OUTPUT_PIXELS
     assert large[0] * large[2] * large[3] >= convolution.WINOGRAD_MIN_OUTPUT_PIXELS
-    for geometry, same in ((small, True), (large, not has_avx512())):
+    for geometry, same in ((small, True), (large, not convolution.winograd_available())):
         n, ic, h, w_, oc, k, *_ = geometry
         x = rng.standard_normal((n, ic, h, w_)).astype(np.float32)
         w = (rng.standard_normal((oc, ic, k, k)) * 0.1).astype(np.float32)

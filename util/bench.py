@@ -119,7 +119,7 @@ import time
 import numpy as np
 
 from options.base_options import HelpFormatter, positive_float, positive_int
-from util.core import cuda_check, device, distributed
+from util.core import cuda_check, device, distributed, isa
 from util.core.cli import run_main
 from util.core.errors import OptionError, UserError
 
@@ -250,17 +250,6 @@ def check_compare_arguments(parser, args):
 
 
 # ----------------------------------------------------------------------------- device and memory
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def gpu_name():
     """Name of CUDA device 0 from the driver library (None when it cannot be asked)."""
     import ctypes
@@ -928,7 +917,7 @@ def run_compare(args, argv, log):
         commit = git_commit(repo)
         gpu = gpu_name() if use_cuda else None
         device_text = (f"GPU: {gpu or 'CUDA device 0'}" if use_cuda else
-                       f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)")
+                       f"CPU: {isa.process_description()} ({os.cpu_count()} logical cores)")
         log(f"side-by-side training benchmark: {ref['title']} vs this project, {settings['size']}, batch "
             f"{settings['batch']}, on {device_text}")
         log(f"starting {ref['title']}'s trainer in a subprocess ({python}, in {repo}) ...")
@@ -1089,7 +1078,7 @@ def main(argv=None):
         results = {
             "preset": preset, "command": "python -m util.bench " + " ".join(shlex.quote(a) for a in argv),
             "gpu": use_cuda, "device": f"GPU: {gpu or 'CUDA device 0'}" if use_cuda else
-            f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)",
+            f"CPU: {isa.process_description()} ({os.cpu_count()} logical cores)",
             "host": platform.node(), "load_average_at_start": os.getloadavg()[0], "parts": what, "phases": phases,
             "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup,
             "settings": {p: settings_of(opts[p]) for p in phases},

@@ -89,6 +89,7 @@ def main(argv=None):
     import jittor as jt
     from PIL import Image
 
+    from models import convolution
     from models.inception import InceptionV3Features
     from models.networks import build_networks, one_hot
     from options import test_options
@@ -112,7 +113,7 @@ def main(argv=None):
                 out.append(generator(one_hot(labels[n], opt.label_nc)).numpy())
         return out
 
-    results = {"settings": settings, "size": f"{w}x{h}", "ngf": cfg["ngf"], "device": "GPU" if use_cuda else "CPU",
+    results = {"settings": settings, "size": f"{w}x{h}", "ngf": cfg["ngf"], "device": convolution.describe(use_cuda),
                "host": platform.processor() or platform.machine(), "images_per_pass": count, "repeats": args.repeats}
     print(f"benchmark on {results['device']}: settings {settings} ({w}x{h}, ngf {cfg['ngf']}), {count} images "
           f"per pass, {args.repeats} timed passes after one warm-up", flush=True)

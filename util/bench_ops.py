@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from options.base_options import HelpFormatter, positive_int
-from util.core import device
+from util.core import device, isa
 from util.core.cli import run_main
 
 NORM_SHAPES = ((2, 64, 96, 128), (2, 128, 48, 64), (2, 512, 12, 16))
@@ -90,7 +90,8 @@ def main(argv=None):
         return jt.array(rng.standard_normal(shape).astype(np.float32))
 
     results = []
-    print(f"Jittor operations on the {'GPU' if use_cuda else 'CPU'} ({os.cpu_count()} logical cores), median "
+    print(f"Jittor operations on the {'GPU' if use_cuda else isa.process_description()} ({os.cpu_count()} logical "
+          f"cores), median "
           f"of {args.repeats} rounds of {args.calls} calls", flush=True)
     x = array(2, 128, 96, 128)
     results.append(compare(jt, "channel sums 2x128x96x128", [

@@ -19,6 +19,7 @@ from util.metrics import segmenter
 from data.folders import test_labels
 from data.image_io import read_image, read_label, save_image
 from data.labels import colorize
+from util.core import isa
 from util.core.cli import run_main
 from models.training_page import comparison_page
 
@@ -60,6 +61,7 @@ def main(argv=None):
     print(f"segmenter on real test photos (ceiling): {np.mean(acc_real):.3f}")
     print(f"segmenter on a flat mean-colour image (floor): {np.mean(acc_flat):.3f}")
     print(f"mask accuracy: {np.mean(acc_gen):.3f}")
+    print(f"on {isa.process_description()}: a trained model's figures differ between CPU kinds (docs/performance.md)")
     sys.stdout.flush()
     return 0
 

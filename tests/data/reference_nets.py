@@ -124,8 +124,22 @@ def noise(shape):
     return _rng("noise", *shape).normal(size=tuple(int(s) for s in shape)).astype(np.float32)
 
 
+def _projections(size, count):
+    return _rng("fingerprint", size).normal(size=(count, size))
+
+
 def fingerprint(array, count=8):
     """[count] fixed random projections of ``array`` (float64): a compact check of a large tensor."""
     flat = np.asarray(array, np.float64).ravel()
-    return _rng("fingerprint", flat.size).normal(size=(count, flat.size)) @ flat
+    return _projections(flat.size, count) @ flat
+
+
+def fingerprint_noise(array, count=8):
+    """[count] bounds on the float64 round-off of ``fingerprint(array)``: a dot product of n terms is off by at
+    most n u / (1 - n u) * sum |r_i x_i| (u = 2**-53), whatever the order of the sum. Machines sum in different
+    orders (BLAS kernels by instruction set), so the same array's fingerprints differ between them by up to
+    twice this."""
+    flat = np.abs(np.asarray(array, np.float64).ravel())
+    nu = flat.size * 2.0 ** -53
+    return nu / (1 - nu) * (np.abs(_projections(flat.size, count)) @ flat)
 
