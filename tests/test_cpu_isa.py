@@ -122,3 +122,20 @@ def test_the_command_describes_the_machine_and_runs_a_command_as_avx2():
 def test_the_command_refuses_bad_arguments(args, message):
     result = run_script("util/cpu_isa.py", *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("cpuinfo, runs", [(XEON, True), (EPYC_AVX2, False)])
+def test_or_skip_runs_the_command_only_where_there_is_more_to_switch_off(monkeypatch, capsys, cpuinfo, runs):
+    """make test's second pass: run on an AVX-512 CPU, a message and exit 0 on an AVX2-only one."""
+    from util import cpu_isa
+    monkeypatch.setattr(isa, "read_cpuinfo", lambda path="/proc/cpuinfo": cpuinfo)
+    called = []
+    monkeypatch.setattr(cpu_isa.subprocess, "call", lambda command, env: called.append((command, env)) or 5)
+    code = cpu_isa.main(["--as", "avx2", "--or_skip", "--", "python3", "-V"])
+    out = capsys.readouterr().out
+    if runs:
+        assert code == 5 and called[0][0] == ["python3", "-V"] and called[0][1]["DNNL_MAX_CPU_ISA"] == "AVX2"
+        assert out.startswith("computing as avx2 on Intel(R) Xeon(R) Processor (avx512): ")
+    else:
+        assert code == 0 and not called
+        assert out == "not run as avx2: this CPU (AMD EPYC 7B13) has avx2, nothing more to switch off\n"
