@@ -25,8 +25,8 @@ TEST_FID_FLAG := $(if $(WEIGHTS_FLAG),$(WEIGHTS_FLAG),--no_download)
 .PHONY: venv test test-isa demo bench clean
 
 # The modules whose results depend on the CPU's instruction set (oneDNN's kernels, Jittor's -march=native kernels)
-ISA_TESTS := tests/test_cpu_isa.py tests/test_reference_parity.py tests/test_spade_parity.py tests/test_convolution.py \
-             tests/test_diff_augment.py tests/test_distributed.py
+ISA_TESTS := tests/test_cpu_isa.py tests/test_reference_parity.py tests/test_coesak_parity.py tests/test_spade_parity.py \
+             tests/test_convolution.py tests/test_diff_augment.py tests/test_distributed.py
 ISA   ?= avx2
 TESTS ?= tests
 

@@ -9,6 +9,9 @@ RECIPE_finetune.json), each as one run of train_phase.py in the same experiment 
   finetune   starts from the last pre-training epoch (--init_from) with fresh optimisers
              and continues the epoch count (apf: epochs 181..310)
 
+A one-phase recipe (options/presets/RECIPE_train.json, e.g. coesak) runs its single phase
+``train``.
+
 Every train_phase.py flag given here applies to both phases and overrides the
 presets; --pretrain_args / --finetune_args give flags to one phase only. After
 a stop (Ctrl-C, crash), the same command with --continue_train resumes in the
@@ -28,6 +31,7 @@ from util.core.cli import run_main
 from util.core.errors import CheckpointError, OptionError
 
 PHASES = ("pretrain", "finetune")
+SINGLE_PHASE = ("train",)
 
 
 def build_parser():
@@ -35,13 +39,16 @@ def build_parser():
                                      epilog="All other flags are train_phase.py flags (python train_phase.py "
                                             "--help), passed to both phases.")
     parser.add_argument("--recipe", default="apf",
-                        help="recipe: options/presets/RECIPE_pretrain.json and RECIPE_finetune.json. apf: "
-                             "APF-GAN as its code ran (real settings); improved: the same system with spectral "
-                             "norm, per-iteration fades, shared DiffAugment colour, the Inception network's own "
-                             "statistics and an EMA generator (docs/training.md, 'APF-GAN's code, the apf recipe and the "
-                             "improved recipe'); demo: the CPU demo")
-    parser.add_argument("--phases", default="pretrain,finetune",
-                        help="comma-separated phases to run, in order, from: pretrain, finetune")
+                        help="recipe: options/presets/RECIPE_pretrain.json and RECIPE_finetune.json, or "
+                             "RECIPE_train.json for a one-phase recipe. apf: APF-GAN as its code ran (real settings); "
+                             "improved: the same system with spectral norm, per-iteration fades, shared DiffAugment "
+                             "colour, the Inception network's own statistics and an EMA generator (docs/training.md, "
+                             "'APF-GAN's code, the apf recipe and the improved recipe'); coesak: the COESAK team's "
+                             "ECGAN style-track model as its code ran (one phase; docs/style-track.md); demo: the CPU "
+                             "demo")
+    parser.add_argument("--phases", default=None,
+                        help="comma-separated phases to run, in order, from: pretrain, finetune (default: all the "
+                             "recipe's phases; a one-phase recipe has the phase train only)")
     parser.add_argument("--pretrain_args", default="", help="extra train_phase.py flags for pre-training only")
     parser.add_argument("--finetune_args", default="", help="extra train_phase.py flags for fine-tuning only")
     parser.add_argument("--continue_train", **base_options.SWITCH,
@@ -52,22 +59,30 @@ def build_parser():
 
 
 def recipes():
-    """Recipe names: the presets NAME for which NAME_pretrain and NAME_finetune both exist."""
+    """Recipe names: the presets NAME for which NAME_pretrain and NAME_finetune both exist (two phases) or
+    NAME_train exists (one phase)."""
     names = set(presets.available())
-    return sorted(n.removesuffix("_pretrain") for n in names
-                  if n.endswith("_pretrain") and n.removesuffix("_pretrain") + "_finetune" in names)
+    two = {n.removesuffix("_pretrain") for n in names
+           if n.endswith("_pretrain") and n.removesuffix("_pretrain") + "_finetune" in names}
+    return sorted(two | {n.removesuffix("_train") for n in names if n.endswith("_train")})
 
 
-def parse_phases(text):
-    phases = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in phases if p not in PHASES]
-    if bad or not phases:
-        raise OptionError(f"--phases {text!r}: expected a comma-separated list from {', '.join(PHASES)}.")
-    return [p for p in PHASES if p in phases]
+def recipe_phases(recipe):
+    """The phases of ``recipe``: PHASES, or SINGLE_PHASE for a one-phase recipe."""
+    return SINGLE_PHASE if f"{recipe}_train" in presets.available() else PHASES
+
+
+def parse_phases(text, phases=PHASES):
+    """The phases of ``phases`` that ``text`` (comma-separated) names, in their order."""
+    named = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in named if p not in phases]
+    if bad or not named:
+        raise OptionError(f"--phases {text!r}: expected a comma-separated list from {', '.join(phases)}.")
+    return [p for p in phases if p in named]
 
 
 def phase_argv(phase, args, common):
-    extra = args.pretrain_args if phase == "pretrain" else args.finetune_args
+    extra = {"pretrain": args.pretrain_args, "finetune": args.finetune_args}.get(phase, "")
     return ["--preset", f"{args.recipe}_{phase}", "--phase_name", phase, *common, *shlex.split(extra)]
 
 
@@ -83,23 +98,22 @@ def latest_state(folder):
 
 def plan(phases, args, opts, folder):
     """[(phase, extra flags)] to run: where each phase starts (fresh, --continue_train or --init_from)."""
-    pre_end = last_epoch(opts["pretrain"])
     state = latest_state(folder) if args.continue_train else None
     if args.continue_train and state is None:
         raise CheckpointError(f"--continue_train: {folder} has no 'latest' checkpoint to resume.")
     steps = []
     for phase in phases:
-        if phase == "pretrain":
+        if phase in ("pretrain", *SINGLE_PHASE):  # a phase that starts from scratch
             if state is None:
                 steps.append((phase, []))
-            elif state.get("phase") == "pretrain" and state["next_epoch"] <= pre_end:
+            elif state.get("phase") == phase and state["next_epoch"] <= last_epoch(opts[phase]):
                 steps.append((phase, ["--continue_train"]))
-            # otherwise pre-training is complete
+            # otherwise that phase is complete
         else:
             if state is not None and state.get("phase") == "finetune":
                 steps.append((phase, ["--continue_train"]))
             else:
-                steps.append((phase, ["--init_from", str(pre_end)]))
+                steps.append((phase, ["--init_from", str(last_epoch(opts["pretrain"]))]))
     return steps
 
 
@@ -141,14 +155,19 @@ def run_phase(phase_args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args, common = build_parser().parse_known_args(argv)
-    phases = parse_phases(args.phases)
     if args.recipe not in recipes():
         raise OptionError(f"--recipe {args.recipe}: no presets {args.recipe}_pretrain.json and "
-                          f"{args.recipe}_finetune.json in {presets.FOLDER}; recipes: {', '.join(recipes())}.")
+                          f"{args.recipe}_finetune.json, nor {args.recipe}_train.json, in {presets.FOLDER}; recipes: "
+                          f"{', '.join(recipes())}.")
+    all_phases = recipe_phases(args.recipe)
+    phases = parse_phases(args.phases, all_phases) if args.phases is not None else list(all_phases)
+    if all_phases == SINGLE_PHASE and (args.pretrain_args or args.finetune_args):
+        raise OptionError(f"--recipe {args.recipe} has one phase (train): give its flags directly, not through "
+                          f"--pretrain_args / --finetune_args.")
     # Parse every phase's options first: a typo or a missing weights file fails before any training.
-    opts = {phase: train_options.parse(phase_argv(phase, args, common))[0] for phase in PHASES}
-    folder = checkpoint.experiment_dir(opts["pretrain"])
-    if checkpoint.experiment_dir(opts["finetune"]) != folder:
+    opts = {phase: train_options.parse(phase_argv(phase, args, common))[0] for phase in all_phases}
+    folder = checkpoint.experiment_dir(opts[all_phases[0]])
+    if any(checkpoint.experiment_dir(opt) != folder for opt in opts.values()):
         raise OptionError("both phases must use the same --name and --checkpoints_dir.")
     steps = plan(phases, args, opts, folder)
     check_weight_files({p: opts[p] for p in phases})

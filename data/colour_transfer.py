@@ -28,6 +28,16 @@ whole image is matched to the whole reference instead; ``TransferResult.mode``
 says which happened. A label map of another size than its image is resized to
 the image's size nearest-neighbour. Images may differ in size.
 
+``coesak_transfer`` is the transfer the COESAK team's test.py applies to every generated image: the whole
+image, in OpenCV's 8-bit LAB (``cv2.COLOR_BGR2LAB`` of the uint8 image: L scaled to 0..255, a and b offset by
+128), every channel moved to the reference's mean and standard deviation (over all pixels, float64), clipped to
+0..255, truncated (not rounded) to uint8 and converted back with ``cv2.COLOR_LAB2BGR``. The reference photo is
+taken as its test.py sees it: at the image's size (its loader resizes it, bicubic), through its loader's float
+conversion and back (``coesak_reference``, which lowers about a fifth of the values by one); the generated image
+as its test.py converts it, truncated (``TRUNCATES_GENERATED``; ``data.transforms.array_to_image``). Byte for
+byte what its test.py writes, except for a channel without any variation: there its arithmetic divides by zero
+(NaN, then an undefined cast to uint8); here that channel is only shifted to the reference mean.
+
 ``transfer(method, ...)`` dispatches on a name of ``METHODS`` ("none" returns
 the image unchanged). Pure NumPy/OpenCV: no Jittor, no files, no printing.
 """
@@ -37,7 +47,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-METHODS = ("none", "reinhard")
+METHODS = ("none", "reinhard", "coesak")
+# methods whose generated image is converted to uint8 by truncation first, as the code they reproduce does
+TRUNCATES_GENERATED = ("coesak",)
 DEFAULT_MIN_PIXELS = 16
 STD_EPS = 0.5  # LAB units; see the module docstring
 
@@ -158,11 +170,35 @@ def reinhard_transfer(rgb, reference, label=None, reference_label=None, min_pixe
     return TransferResult(image, REGIONS, classes)
 
 
+def coesak_reference(reference, size):
+    """The reference photo (HxWx3 uint8 RGB) as COESAK's test.py sees it: resized to ``size`` = (width, height)
+    (bicubic), then its loader's float32 conversion (Jittor's ToTensor and ImageNormalize(0.5, 0.5)) and
+    test.py's conversion back (``tensor2im``: truncated)."""
+    from data.transforms import array_to_image, resize_image
+    x = np.float32(resize_image(reference, size).transpose(2, 0, 1)) * np.float32(1 / 255.0)
+    return array_to_image((x - np.float32(0.5)) / np.float32(0.5), truncate=True)
+
+
+def coesak_transfer(rgb, reference):
+    """COESAK's test.py transfer of ``rgb`` toward ``reference`` (HxWx3 uint8 RGB, sizes may differ; the
+    reference is taken through ``coesak_reference``): a ``TransferResult`` of the whole image."""
+    rgb, reference = check_image(rgb), check_image(reference, "reference image")
+    reference = coesak_reference(reference, (rgb.shape[1], rgb.shape[0]))
+    lab = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), cv2.COLOR_BGR2LAB)
+    ref_lab = cv2.cvtColor(cv2.cvtColor(reference, cv2.COLOR_RGB2BGR), cv2.COLOR_BGR2LAB)
+    mean, std = lab.mean(axis=(0, 1), keepdims=True), lab.std(axis=(0, 1), keepdims=True)
+    ref_mean, ref_std = ref_lab.mean(axis=(0, 1), keepdims=True), ref_lab.std(axis=(0, 1), keepdims=True)
+    flat = std == 0
+    out = (lab - mean) / np.where(flat, 1.0, std) * np.where(flat, 1.0, ref_std) + ref_mean
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    return TransferResult(cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_LAB2BGR), cv2.COLOR_BGR2RGB), WHOLE_IMAGE)
+
+
 def transfer(method, rgb, reference=None, label=None, reference_label=None, min_pixels=DEFAULT_MIN_PIXELS):
     """Apply the colour transfer ``method`` of ``METHODS``; returns a ``TransferResult``.
 
     "none" returns ``rgb`` itself (mode "none"; ``reference`` is not needed);
-    "reinhard" is ``reinhard_transfer``.
+    "reinhard" is ``reinhard_transfer``; "coesak" is ``coesak_transfer`` (the label maps are not used).
     """
     if method not in METHODS:
         raise ValueError(f"unknown colour transfer method {method!r}; expected one of {', '.join(METHODS)}")
@@ -170,4 +206,6 @@ def transfer(method, rgb, reference=None, label=None, reference_label=None, min_
         return TransferResult(check_image(rgb), UNCHANGED)
     if reference is None:
         raise ValueError(f"colour transfer {method!r} needs a reference image")
+    if method == "coesak":
+        return coesak_transfer(rgb, reference)
     return reinhard_transfer(rgb, reference, label, reference_label, min_pixels)

@@ -2,7 +2,9 @@
 
 Samples are dicts of NumPy arrays (collated and turned into Jittor arrays by
 Jittor's loader): ``label`` uint8 [H, W] class ids, ``image`` float32
-[3, H, W] in [-1, 1], ``path`` and ``error``. A file that fails to load does
+[3, H, W] in [-1, 1], ``path`` and ``error``; with ``edges`` also ``edge``, the
+photo's Sobel edge map (``data.edge_maps``, computed on the photo as read, then
+scaled, cropped and flipped with it) as a float32 [3, H, W] image in [-1, 1]. A file that fails to load does
 not kill a worker process: the sample carries the error message and the
 training loop raises it in the main process (see ``raise_batch_errors``).
 
@@ -17,6 +19,7 @@ import numpy as np
 from jittor.dataset import Dataset
 
 from data import folders, transforms
+from data.edge_maps import sobel_edge_map
 from data.image_io import read_image, read_label
 from util.core.errors import DatasetError, UserError
 
@@ -78,12 +81,14 @@ class ClosingWorkers:
 
 class PairedDataset(ClosingWorkers, Dataset):
     """Photo/label pairs of ``root``/imgs and ``root``/labels with random crop and flip; ``exclude``: file
-    stems left out (``excluded``: how many of the photos that removed)."""
+    stems left out (``excluded``: how many of the photos that removed); ``edges``: samples carry the photos'
+    Sobel edge maps too."""
 
     def __init__(self, root, label_nc, crop_w, crop_h, load_size, allow_flip=True, seed=0,
                  max_size=None, batch_size=1, num_workers=0, shuffle=True, drop_last=True, dontcare_255=False,
-                 exclude=frozenset()):
+                 exclude=frozenset(), edges=False):
         super().__init__()
+        self.edges = edges
         self.pairs = folders.training_pairs(root, max_size, exclude)
         self.excluded = len(exclude) and sum(os.path.splitext(f)[0] in exclude for f in
                                              folders.list_files(os.path.join(root, "imgs"),
@@ -118,15 +123,20 @@ class PairedDataset(ClosingWorkers, Dataset):
             if rgb.shape[:2] != label.shape:
                 raise DatasetError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but {label_path} is "
                                    f"{label.shape[1]}x{label.shape[0]}.")
-            rgb, label = transforms.transform_pair(rgb, label, self.load_size, self.crop_w, self.crop_h,
-                                                   sample_rng(self.seed, epoch, i), self.allow_flip)
+            also = [np.repeat(sobel_edge_map(rgb)[:, :, None], 3, axis=2)] if self.edges else []
+            rgb, label, *edge = transforms.transform_pair(rgb, label, self.load_size, self.crop_w, self.crop_h,
+                                                          sample_rng(self.seed, epoch, i), self.allow_flip, also)
+            edge = edge[0][0] if edge else None
             error = ""
         except UserError as err:
-            rgb = np.zeros((self.crop_h, self.crop_w, 3), np.uint8)
+            rgb = edge = np.zeros((self.crop_h, self.crop_w, 3), np.uint8)
             label = np.zeros((self.crop_h, self.crop_w), np.uint8)
             error = str(err)
-        return {"label": label, "image": transforms.image_to_array(rgb),
-                "path": os.path.basename(img_path), "error": error}
+        sample = {"label": label, "image": transforms.image_to_array(rgb),
+                  "path": os.path.basename(img_path), "error": error}
+        if self.edges:
+            sample["edge"] = transforms.image_to_array(edge)
+        return sample
 
 
 class LabelFolderDataset(ClosingWorkers, Dataset):

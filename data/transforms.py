@@ -46,14 +46,17 @@ def crop_and_flip(arr, x, y, crop_w, crop_h, flip):
     return np.ascontiguousarray(out[:, ::-1] if flip else out)
 
 
-def transform_pair(rgb, label, load_size, crop_w, crop_h, rng, allow_flip):
-    """Apply the same scale/crop/flip to a photo and its label map."""
+def transform_pair(rgb, label, load_size, crop_w, crop_h, rng, allow_flip, also=()):
+    """Apply the same scale/crop/flip to a photo and its label map; returns (photo, label map), and with
+    ``also`` (further HxWx3 uint8 images of the photo's size, e.g. its edge map) the list of those too."""
     h, w = label.shape
     size = scaled_size(w, h, load_size, crop_w, crop_h)
-    rgb = resize_image(rgb, size)
+    images = [resize_image(image, size) for image in (rgb, *also)]
     label = resize_label_map(label, size)
     x, y, flip = random_params(rng, size[0], size[1], crop_w, crop_h, allow_flip)
-    return crop_and_flip(rgb, x, y, crop_w, crop_h, flip), crop_and_flip(label, x, y, crop_w, crop_h, flip)
+    images = [crop_and_flip(image, x, y, crop_w, crop_h, flip) for image in images]
+    label = crop_and_flip(label, x, y, crop_w, crop_h, flip)
+    return (images[0], label) if not also else (images[0], label, images[1:])
 
 
 def image_to_array(rgb):
@@ -61,7 +64,11 @@ def image_to_array(rgb):
     return (rgb.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1).copy()
 
 
-def array_to_image(arr):
-    """3xHxW float in [-1, 1] -> HxWx3 uint8 (rounded, clipped)."""
+def array_to_image(arr, truncate=False):
+    """3xHxW float in [-1, 1] -> HxWx3 uint8 (rounded, clipped). ``truncate``: as SPADE's ``tensor2im`` (and
+    the test.py scripts built on it) compute it: (x + 1) / 2 * 255 in float32, clipped, truncated; on average
+    half a grey level darker."""
     arr = np.asarray(arr, dtype=np.float32).transpose(1, 2, 0)
+    if truncate:
+        return np.clip((arr + 1) / 2.0 * 255.0, 0, 255).astype(np.uint8)
     return np.clip(np.rint((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)

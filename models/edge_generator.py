@@ -1,4 +1,5 @@
-"""The edge-guided generator (``--netG spade_edge``), after ECGAN (Tang et al., ICLR 2023).
+"""This project's edge-guided generator (``--netG spade_edge``), inspired by ECGAN (Tang et al., ICLR 2023;
+ECGAN's generator as its code has it is ``models.ecgan_generator``).
 
 It keeps the whole SPADE trunk of ``SPADEGenerator`` under the same
 parameter names (``fc``, ``head_0``, ``G_middle_0/1``, ``up_i``, ``conv_img``)
@@ -43,8 +44,8 @@ from models.generator import SPADEGenerator, up_block_channels
 from models.normalization import param_free_norm, resize_label
 
 EdgeGuidedOutputs = namedtuple("EdgeGuidedOutputs", "image branch_image edge")
-EdgeGuidedOutputs.__doc__ = ("Final (semantic-preserving) image and image-branch image [N, 3, H, W] in [-1, 1], "
-                             "edge map [N, 1, H, W] in [-1, 1].")
+EdgeGuidedOutputs.__doc__ = ("Final (semantic-preserving) image and image-branch image [N, 3, H, W], edge map "
+                             "[N, 1, H, W] (--netG spade_edge) or [N, 3, H, W] (--netG ecgan) in [-1, 1].")
 
 EDGE_NC = 1
 

@@ -26,6 +26,7 @@ import zlib
 import jittor as jt
 import numpy as np
 
+from data.colour_transfer import TRUNCATES_GENERATED
 from data.datasets import LabelFolderDataset, raise_batch_errors
 from data.image_io import read_image, read_label, save_image
 from data import references
@@ -186,7 +187,8 @@ def generate_folder(nets, opt, input_dir, output_dir, image_format="jpg", qualit
             fake = generate_batch(nets, opt, batch["label"], batch["path"], opt.seed, photos,
                                   reference_codes).numpy()
             for arr, name, size in zip(fake, batch["path"], batch["orig_size"].numpy()):
-                rgb = resize_image(array_to_image(arr), tuple(int(s) for s in size))
+                truncate = transfer in TRUNCATES_GENERATED and name in photos
+                rgb = resize_image(array_to_image(arr, truncate), tuple(int(s) for s in size))
                 label = None
                 if pure is not None or (transfer != "none" and name in photos):
                     label = read_label(os.path.join(input_dir, name), opt.label_nc,

@@ -62,6 +62,9 @@ def generator_class(opt):
     if getattr(opt, "netG", "spade") == "spade_edge":
         from models.edge_generator import EdgeGuidedGenerator
         return EdgeGuidedGenerator
+    if getattr(opt, "netG", "spade") == "ecgan":
+        from models.ecgan_generator import ECGANGenerator
+        return ECGANGenerator
     return SPADEGenerator
 
 

@@ -19,16 +19,24 @@ the weight (b added to every class column). The encoder's VAE heads
 ``fc_mu.*``/``fc_var.*`` are not used on the mask-encoding path APF-GAN
 generates with and are dropped, by name.
 
+``coesak``: the COESAK team's Jittor ECGAN (wqliu657/Jittor-COESAK-Landscape) ``{tag}_net_G.pkl`` +
+``{tag}_net_E.pkl`` (+ ``{tag}_net_D.pkl``), written by its ``save_network``: our ``--netG ecgan`` with the
+VAE style encoder, and the multiscale discriminator. It inherits APF-GAN's spectral norm, so the raw
+``weight_orig`` is imported as ``weight`` as for ``apf``; the generator's ``fc1``, which its forward never uses,
+is dropped; the discriminator's ``sequential.discriminator_<i>.models.model<j>`` is our
+``discriminator_<i>.model<j>``.
+
 ``infer_architecture`` reads the architecture options from the tensor shapes.
 Pure NumPy; the files themselves are read by ``util/import_ckpt.py``.
 """
 
 import numpy as np
 
+from models.layout import LAYOUTS
 from util.core.checkpoint import describe_state_differences, state_differences
 from util.core.errors import CheckpointError, few
 
-FORMATS = ("spade", "apf")
+FORMATS = ("spade", "apf", "coesak")
 
 # Label input channels of SPADE's released models -> what they are (and what our options make of them).
 RELEASED_SPADE = {
@@ -44,10 +52,12 @@ RELEASED_SPADE = {
 }
 RELEASED_APF = dict(dataset="apf-landscape", dontcare_255=False, crop_size=512, aspect_ratio=4 / 3,
                     input="29 landscape classes (ids 0..28)")
+RELEASED_COESAK = dict(RELEASED_APF, dataset="coesak-landscape", num_upsampling_layers="spade_more")
 # Up blocks -> layout. SPADE's 'more' has the blocks of 'normal' (its extra upsampling has no parameters):
 # the shapes cannot tell them apart, the released configuration (or --num_upsampling_layers) does.
 SPADE_LAYOUTS = {4: ("normal", "spade_more"), 5: ("spade_most",)}
 APF_LAYOUTS = {4: ("normal",), 5: ("apf_more",)}
+LAYOUTS_OF = {"spade": SPADE_LAYOUTS, "apf": APF_LAYOUTS, "coesak": SPADE_LAYOUTS}
 SHOWN = 20  # names listed per kind of mismatch
 DROPPED_APF_ENCODER_KEYS = ("fc_mu.weight", "fc_mu.bias", "fc_var.weight", "fc_var.bias")
 
@@ -176,6 +186,37 @@ def map_apf(net, state):
     return mapped, notes
 
 
+COESAK_UNUSED_G_KEYS = ("fc1.weight", "fc1.bias")
+
+
+def coesak_key(net, key):
+    """Our name of the tensor ``key`` of COESAK's network ``net`` (G, E or D), or None for what is not imported:
+    the never-updated power-iteration vectors and the generator's unused ``fc1``."""
+    if key.endswith((".weight_u", ".weight_v")) or (net == "G" and key in COESAK_UNUSED_G_KEYS):
+        return None
+    if key.endswith(".weight_orig"):
+        key = key[:-len("_orig")]
+    if net == "D" and key.startswith("sequential."):
+        key = key[len("sequential."):].replace(".models.", ".", 1)
+    return key
+
+
+def map_coesak(net, state):
+    """(our state dict, [notes]) of the state dict of COESAK's network ``net`` (G, E or D)."""
+    mapped = {coesak_key(net, k): _float32(v) for k, v in state.items() if coesak_key(net, k) is not None}
+    name = {"G": "generator", "E": "style encoder", "D": "discriminator"}[net]
+    notes = []
+    unused = [k for k in COESAK_UNUSED_G_KEYS if k in state] if net == "G" else []
+    if unused:
+        notes.append(f"dropped the generator's {', '.join(unused)}: a layer COESAK's forward never uses")
+    if net == "D" and any(k.startswith("sequential.") for k in state):
+        notes.append("renamed sequential.discriminator_*.models.model* -> discriminator_*.model*")
+    unwrapped = sum(k.endswith(".weight_orig") for k in state)
+    if unwrapped:
+        notes.append(f"{name}: " + APF_SPECTRAL_NOTE.format(n=unwrapped).replace("APF-GAN's", "COESAK's (APF-GAN's)"))
+    return mapped, notes
+
+
 def map_apf_generator(state):
     """(our state dict, [notes]) of an APF-GAN generator state dict."""
     return map_apf("G", state)
@@ -215,9 +256,9 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
     semantic = shared[1]
     kernel = shared[2]
     blocks = sum(1 for i in range(8) if f"up_{i}.conv_0.weight_orig" in g_state or f"up_{i}.conv_0.weight" in g_state)
-    layouts = (SPADE_LAYOUTS if fmt == "spade" else APF_LAYOUTS).get(blocks)
+    layouts = LAYOUTS_OF[fmt].get(blocks)
     if layouts is None:
-        known = SPADE_LAYOUTS if fmt == "spade" else APF_LAYOUTS
+        known = LAYOUTS_OF[fmt]
         raise SourceCheckpointError(f"{source}: {blocks} up blocks (up_0..); {fmt} generators have " + " or ".join(
             f"{n} ({'/'.join(names)})" for n, names in known.items()) + ".")
     if layout is not None and layout not in layouts:
@@ -234,7 +275,7 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
     if fmt == "spade":
         released = RELEASED_SPADE.get(semantic)
     else:
-        released = dict(RELEASED_APF, label_nc=semantic, label_edges=False)
+        released = dict(RELEASED_COESAK if fmt == "coesak" else RELEASED_APF, label_nc=semantic, label_edges=False)
     if released is None:
         released = dict(dataset="unknown", label_nc=semantic - (1 if label_edges else 0), label_edges=bool(label_edges),
                         dontcare_255=False, crop_size=256, aspect_ratio=1.0, input=f"{semantic} label channels")
@@ -255,7 +296,7 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
         notes.append(f"layout {mode}: the {released['dataset']} configuration's (the parameters of "
                      f"{' and '.join(layouts)} are the same; give --num_upsampling_layers if that is wrong)")
     if use_vae:
-        n = blocks + 1
+        n = LAYOUTS[mode].upsamplings
         cells = fc.shape[0] // (16 * ngf)
         sw = crop // 2 ** n
         if sw == 0 or cells % sw:
@@ -268,12 +309,30 @@ def infer_architecture(g_state, fmt, source, has_encoder=False, crop_size=None, 
         ngf=ngf, crop_size=crop, aspect_ratio=aspect,
         num_upsampling_layers=mode, norm_G=f"{'spectral' if spectral else ''}spade{norm_kind}{kernel}x{kernel}",
         spade_hidden=shared[0], use_vae=use_vae, encode_mask=encode_mask,
-        use_seg_noise=any(".seg_noise_var." in k for k in g_state), netG="spade")
+        use_seg_noise=any(".seg_noise_var." in k for k in g_state),
+        netG="ecgan" if "conv_comb1.weight" in g_state else "spade")
     if use_vae:
         options["z_dim"] = int(fc.shape[1])
     if e_state is not None:
         options["norm_E"] = "spectralinstance" if any(k.endswith(".weight_orig") for k in e_state) else "instance"
     return options, released, notes
+
+
+def infer_discriminator(d_state, source):
+    """The multiscale discriminator's options {ndf, num_D, n_layers_D, norm_D} read from a mapped state dict
+    (``discriminator_<i>.model<j>...``; an intermediate convolution without a bias is followed by a norm)."""
+    scales = sorted({int(k.split(".")[0][len("discriminator_"):]) for k in d_state
+                     if k.startswith("discriminator_") and k.split(".")[0][len("discriminator_"):].isdigit()})
+    if not scales or scales != list(range(len(scales))):
+        raise SourceCheckpointError(f"{source}: not a multiscale discriminator (no discriminator_0.model0.*); it has "
+                                    f"{few(sorted(d_state))}.")
+    models = {int(k.split(".")[1][len("model"):]) for k in d_state if k.startswith("discriminator_0.model")}
+    first = d_state.get("discriminator_0.model0.0.weight")
+    if first is None or first.ndim != 4:
+        raise SourceCheckpointError(f"{source}: no input convolution discriminator_0.model0.0.weight.")
+    normed = "discriminator_0.model1.0.0.weight" in d_state
+    return dict(ndf=int(first.shape[0]), num_D=len(scales), n_layers_D=len(models) - 1,
+                norm_D="instance" if normed else "none")
 
 
 def compare_states(own_shapes, state, source):

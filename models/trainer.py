@@ -9,7 +9,10 @@ pre-training ends. ``network_states``/``optimizer_states`` and the matching
 loaders (``resume``) cover everything a resumed run needs to continue
 exactly. With the edge-guided generator (``--netG spade_edge``) both steps
 also cover its image-branch output, and the generator step its edge map
-(``edge_guided_*``).
+(``edge_guided_*``). With ECGAN's generator (``--netG ecgan``) both steps judge
+its final image, its branch image and its edge, the edge against the photo's
+Sobel edge image, weighted as COESAK's code weights them (``ECGAN_WEIGHTS``;
+``ecgan_*``).
 The discriminator step judges the image of the generator step of the same
 iteration, detached (``--d_fake reuse``), or an image generated again by the
 updated generator (``--d_fake regenerate``, as SPADE and APF-GAN do: a second
@@ -40,6 +43,11 @@ from models.progressive import schedule_from_options
 from util.core import distributed
 from util.core.checkpoint import EMA_SOURCES, ema_name
 from util.core.errors import CheckpointError, TrainingDivergedError
+
+
+# --netG ecgan: the weights of its (final image, branch image, edge) in every loss term, as COESAK's
+# pix2pix_model.py weights them (ECGAN's paper weights its image and edge terms alike)
+ECGAN_WEIGHTS = (2.0, 1.0, 1.0)
 
 
 def learning_rates(opt, epoch):
@@ -91,6 +99,7 @@ class SPADETrainer:
                 norm=getattr(opt, "inception_norm", "running"))
         self.augment_policy = parse_policy(opt.diff_aug)
         self.edge_guided = getattr(opt, "netG", "spade") == "spade_edge"
+        self.ecgan = getattr(opt, "netG", "spade") == "ecgan"
         self.reuse_fake = opt.d_fake == "reuse"
         self._generated = None  # the generator step's output, for the discriminator step of the same iteration
         g_params = []
@@ -108,6 +117,11 @@ class SPADETrainer:
             self.ema = ExponentialMovingAverage(live, opt.ema_decay)
             self.ema_sources = {ema_name(name): name for name in live}
             self.nets.update({ema_name(name): net for name, net in self.ema.copies.items()})
+
+    @staticmethod
+    def needs_edges(opt):
+        """Whether the training data must carry the photos' Sobel edge images (``--netG ecgan``)."""
+        return getattr(opt, "netG", "spade") == "ecgan"
 
     # -- progressive growing ---------------------------------------------
     @property
@@ -188,12 +202,18 @@ class SPADETrainer:
         return pred_fake, pred_real
 
     # -- updates --------------------------------------------------------
-    def generator_step(self, label, real, stage=None):
+    def generator_step(self, label, real, stage=None, edge=None):
+        """One generator update for labels [N, H, W] and photos [N, 3, H, W] (``edge``: their Sobel edge
+        images, with --netG ecgan); returns (its loss terms, the generated image)."""
+        multiple = self.edge_guided or self.ecgan
         with self.precision.autocast():
             seg, seg_small, real_small = self.stage_inputs(label, real, stage)
-            generated, kld = self.generate(seg, real, stage, all_outputs=self.edge_guided)
-            fake = generated.image if self.edge_guided else generated
-            terms = self.image_terms(fake, seg_small, real_small, stage)
+            generated, kld = self.generate(seg, real, stage, all_outputs=multiple)
+            fake = generated.image if multiple else generated
+            if self.ecgan:
+                terms = self.ecgan_terms(generated, seg_small, real_small, self.real_edge(edge))
+            else:
+                terms = self.image_terms(fake, seg_small, real_small, stage)
             if self.edge_guided:
                 terms.update(self.edge_guided_terms(generated, seg_small, real_small, stage))
             if kld is not None:
@@ -253,9 +273,45 @@ class SPADETrainer:
         terms["G_Edge"] = (outputs.edge - edge_target(real_small)).abs().mean() * opt.lambda_edge
         return terms
 
-    def discriminator_step(self, label, real, stage=None):
+    def real_edge(self, edge):
+        if edge is None:
+            raise ValueError("--netG ecgan trains on the photos' Sobel edge images: give the batch's 'edge' "
+                             "(PairedDataset(..., edges=True))")
+        return self.precision.cast(edge)
+
+    def ecgan_terms(self, outputs, seg, real, real_edge):
+        """ECGAN's generator terms as COESAK's code computes them (``pix2pix_model.compute_generator_loss``): the
+        ``image_terms`` of the final image, the branch image (both against the photo) and the edge (against the
+        photo's Sobel edge image), summed per term with ``ECGAN_WEIGHTS``."""
+        parts = ((outputs.image, real), (outputs.branch_image, real), (outputs.edge, real_edge))
+        terms = {}
+        for (fake, target), weight in zip(parts, ECGAN_WEIGHTS):
+            for name, value in self.image_terms(fake, seg, target, None).items():
+                terms[name] = terms[name] + value * weight if name in terms else value * weight
+        return terms
+
+    def ecgan_discriminator_terms(self, label, real, edge):
+        """D's terms against ECGAN's three outputs, each with its own real counterpart (the photo for both
+        images, the Sobel edge image for the edge), one pass of D each, summed with ``ECGAN_WEIGHTS``
+        (``pix2pix_model.compute_discriminator_loss``)."""
+        opt = self.opt
+        seg, _, real = self.stage_inputs(label, real, None)
+        outputs = self.fake_for_discriminator(seg, real, None, all_outputs=True)
+        parts = ((outputs.image, real), (outputs.branch_image, real), (outputs.edge, self.real_edge(edge)))
+        terms = {"D_Fake": 0, "D_Real": 0}
+        for (fake, target), weight in zip(parts, ECGAN_WEIGHTS):
+            pred_fake, pred_real = self.discriminate(seg, fake.detach(), target, None)
+            terms["D_Fake"] += losses.gan_loss(pred_fake, False, for_discriminator=True, mode=opt.gan_mode) * weight
+            terms["D_Real"] += losses.gan_loss(pred_real, True, for_discriminator=True, mode=opt.gan_mode) * weight
+        return terms
+
+    def discriminator_step(self, label, real, stage=None, edge=None):
+        """One discriminator update (``edge``: the photos' Sobel edge images, with --netG ecgan); returns its
+        loss terms."""
         with self.precision.autocast():
-            if self.edge_guided:
+            if self.ecgan:
+                terms = self.ecgan_discriminator_terms(label, real, edge)
+            elif self.edge_guided:
                 terms = self.edge_guided_discriminator_terms(label, real, stage)
             else:
                 terms = self.discriminator_terms(label, real, stage)

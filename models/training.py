@@ -81,7 +81,7 @@ def build_dataset(opt):
     dataset = PairedDataset(opt.input_path, opt.label_nc, opt.crop_size, layout.image_height(opt), opt.load_size,
                             allow_flip=not opt.no_flip, seed=opt.seed, max_size=opt.max_dataset_size,
                             batch_size=opt.batchSize, num_workers=opt.nThreads, dontcare_255=opt.dontcare_255,
-                            exclude=exclude)
+                            exclude=exclude, edges=SPADETrainer.needs_edges(opt))
     if opt.exclude_list:
         say(f"left out {dataset.excluded} photos listed in {opt.exclude_list} ({len(exclude)} names listed, "
             f"{len(exclude) - dataset.excluded} of them not in {opt.input_path})")
@@ -116,13 +116,20 @@ def read_start_point(opt, folder, total_epochs):
     return StartPoint(NEW, None, 1, 0, 0, {}, None)
 
 
+# networks an imported checkpoint may lack (they then start fresh): the style encoder and the discriminator
+IMPORT_OPTIONAL = ("Es", "D")
+
+
 def read_resume_point(folder, tag, names, ema_names):
     """Checkpoint ``tag`` of this experiment (its last complete save); one imported by util/import_ckpt.py
-    holds the generator (and mask encoder) only."""
+    holds the generator (and mask encoder), and the style encoder and discriminator where they were imported."""
     imported_format = checkpoint.imported_format(folder, tag)
-    read_names = [n for n in names if n != "D"] if imported_format else names
+    read_names, optional = names, ema_names
+    if imported_format:
+        read_names = [n for n in names if n not in IMPORT_OPTIONAL]
+        optional = [*ema_names, *IMPORT_OPTIONAL]
     state, net_states, used_previous = checkpoint.read_training_checkpoint(folder, tag, read_names,
-                                                                           optional=ema_names)
+                                                                           optional=optional)
     if used_previous:
         say(f"the last save of {tag} was interrupted; resuming from the complete save before it")
     saved_ema = [n for n in state.get("net_digests", {}) if n.endswith(checkpoint.EMA_SUFFIX)]
@@ -299,9 +306,9 @@ class TrainingLoop:
         ranks = distributed.world_size()
         seeding.seed_everything(seeding.derive_seed(self.opt.seed, epoch, i,
                                                     *distributed.seed_parts(distributed.rank(), ranks)))
-        label, real = batch["label"], batch["image"]
-        g_losses, fake = self.trainer.generator_step(label, real, stage)
-        d_losses = self.trainer.discriminator_step(label, real, stage)
+        label, real, edge = batch["label"], batch["image"], batch.get("edge")
+        g_losses, fake = self.trainer.generator_step(label, real, stage, edge)
+        d_losses = self.trainer.discriminator_step(label, real, stage, edge)
         # Materialise every pending update (parameters, optimiser moments, norm statistics,
         # power-iteration vectors) now, so that work is never fused into the next
         # iteration: otherwise a save in between would change the floating-point result.

@@ -122,15 +122,18 @@ def add_data_options(parser):
                    help="use at most this many samples (first ones in name order)")
 
 
-GENERATORS = ("spade", "spade_edge")
+GENERATORS = ("spade", "spade_edge", "ecgan")
 DISCRIMINATORS = ("multiscale", "apf_progressive")
 
 
 def add_generator_options(parser):
     g = parser.add_argument_group("generator")
     g.add_argument("--netG", choices=GENERATORS, default="spade",
-                   help="spade: the SPADE generator; spade_edge: SPADE with an edge branch whose attention gates "
-                        "the image features and a semantic-preserving output head (models/edge_generator.py)")
+                   help="spade: the SPADE generator; spade_edge: this project's edge-guided design (inspired by "
+                        "ECGAN): SPADE with an edge branch whose attention gates the image features and a "
+                        "semantic-preserving output head (models/edge_generator.py); ecgan: ECGAN's generator as "
+                        "COESAK's Jittor code computes it: SPADE's trunk, gated image and 3-channel edge stacks at "
+                        "full resolution, its semantic-preserving head (models/ecgan_generator.py)")
     g.add_argument("--ngf", type=positive_int, default=64, help="base channel count of the generator and encoders")
     g.add_argument("--norm_G", default="spectralspadesyncbatch3x3",
                    help="generator normalisation: [spectral]spade{syncbatch,batch,instance}KxK; 'spectral' "

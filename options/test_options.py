@@ -53,7 +53,9 @@ def add_style_options(parser):
     g.add_argument("--color_transfer", choices=COLOUR_TRANSFER_METHODS, default="none",
                    help="post-process: reinhard matches the mean and standard deviation of each LAB channel to the "
                         "reference photo, class by class over the classes both label maps show (the whole image "
-                        "when the reference has no label map or no class is shared); needs reference photos")
+                        "when the reference has no label map or no class is shared); coesak: the COESAK team's "
+                        "test.py transfer (the whole image, OpenCV's 8-bit LAB, truncated to uint8; "
+                        "data/colour_transfer.py); needs reference photos")
 
 
 def build_parser(description=None, *component_groups):

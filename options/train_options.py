@@ -153,10 +153,11 @@ def add_training_options(parser):
     g.add_argument("--lambda_edge", type=float, default=5.0,
                    help="--netG spade_edge: weight of the L1 loss between the generated edge map and the Canny "
                         "edges of the real photo (models/edges.py, computed on the fly); 5 = half of lambda_vgg, as "
-                        "ECGAN weighs the edge output half as much as the final image")
+                        "ECGAN's code weights its edge output's losses half as much as the final image's")
     g.add_argument("--lambda_branch", type=float, default=0.5,
                    help="--netG spade_edge: weight of the image-branch output's losses (the same terms as the "
-                        "final image's, in D too) relative to the final, semantic-preserving output's; ECGAN: 0.5")
+                        "final image's, in D too) relative to the final, semantic-preserving output's; ECGAN's "
+                        "code: 0.5")
 
     g = parser.add_argument_group("logging and checkpoints")
     g.add_argument("--print_freq", type=base.positive_int, default=100, help="iterations between loss-log lines")
@@ -247,8 +248,8 @@ def validate_ema(opt):
 def validate_progressive(opt):
     if opt.pg_niter == 0:
         return
-    if opt.netG == "spade_edge":
-        raise base.OptionError("--netG spade_edge does not support progressive pre-training (--pg_niter > 0): its "
+    if opt.netG in ("spade_edge", "ecgan"):
+        raise base.OptionError(f"--netG {opt.netG} does not support progressive pre-training (--pg_niter > 0): its "
                                "edge branch and semantic-preserving head exist at the full resolution only; use "
                                "--pg_niter 0 (also after a --preset that sets it).")
     blocks = LAYOUTS[opt.num_upsampling_layers].up_blocks

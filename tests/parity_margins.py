@@ -2,8 +2,8 @@
 
     .venv/bin/python tests/parity_margins.py [--json OUT.json] [--quick] [--mutations]
 
-Every tolerance of tests/test_reference_parity.py is a ``Tolerance``: a float that also records the largest
-value compared against it (and where). This script runs that module four times, on this CPU as it is and
+Every tolerance of tests/parity_checks.py is a ``Tolerance``: a float that also records the largest value compared
+against it (and where). This script runs the parity modules (``PARITY_MODULES``) four times, on this CPU as it is and
 computing as an AVX2-only CPU (``python -m util.cpu_isa --as avx2``, where this CPU has AVX-512), each with
 Jittor's fused kernels and operator by operator (``lazy_execution=0``), and prints per tolerance its value and
 the largest measured in each run: the figures the tolerances are set from (docs/tests.md). ``--quick`` runs the
@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARGINS_VARIABLE = "PARITY_MARGINS_JSON"
 MUTATION_VARIABLE = "PARITY_MUTATION"
 MUTATIONS = ("--lambda_feat 9", "--lambda_vgg 9", "--d_fake reuse")
+PARITY_MODULES = ("tests/test_reference_parity.py", "tests/test_coesak_parity.py")
 RUN_TIMEOUT = 1800  # seconds for one run of the module (a cold Jittor cache included)
 _measured = {}
 
@@ -99,17 +100,20 @@ def main(argv=None):
         for i, (title, prefix, env, must_pass) in enumerate(plan):
             out = os.path.join(tmp, f"{i}.json")
             print(f"{title} ...", flush=True)
-            tests = ["tests/test_reference_parity.py"] + ([] if must_pass else ["-k", "training"])
+            tests = [*PARITY_MODULES] + ([] if must_pass else ["-k", "training"])
             try:
                 done = subprocess.run([*prefix, sys.executable, "-m", "pytest", "-q", "-rE", "-p",
                                        "no:cacheprovider", *tests], cwd=ROOT,
                                       env={**os.environ, **env, MARGINS_VARIABLE: out}, capture_output=True,
                                       text=True, timeout=RUN_TIMEOUT)
                 lines, code = done.stdout.strip().splitlines() or ["(no output)"], done.returncode
+                crash = done.stderr.strip().splitlines()[-12:] if code not in (0, 1) else []
             except subprocess.TimeoutExpired:
-                lines, code = [f"stopped after {RUN_TIMEOUT} s"], None
+                lines, code, crash = [f"stopped after {RUN_TIMEOUT} s"], None, []
             errors = [line for line in lines if line.startswith("ERROR ")]
             print("\n".join("  " + line for line in errors[:3] + lines[-1:]), flush=True)
+            if crash:  # pytest did not end on its own (exit code {code}): what it printed last
+                print(f"  exit code {code}; the end of its error output:\n" + "\n".join("    " + l for l in crash))
             # a mutated run must fail its comparisons, not its set-up
             if code is None or errors or (code != 0) == must_pass:
                 failed.append(title)

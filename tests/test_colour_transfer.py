@@ -9,6 +9,7 @@ Images are mid-range so that the transferred colours are not clipped (asserted).
 
 import cv2
 import numpy as np
+from PIL import Image
 import pytest
 
 from data import colour_transfer as ct
@@ -159,10 +160,16 @@ def test_transfer_dispatch_and_none_is_identity():
     src, ref = random_image(rs, (20, 20), 70, 180), random_image(rs, (20, 20), 90, 150, tint=(20, 0, -20))
     none = ct.transfer("none", src)
     assert none.mode == ct.UNCHANGED and np.array_equal(none.image, src) and none.classes == ()
-    assert ct.METHODS == ("none", "reinhard")
+    assert ct.METHODS == ("none", "reinhard", "coesak")
     reinhard = ct.transfer("reinhard", src, ref)
     assert reinhard.mode == ct.WHOLE_IMAGE
     assert_moments_close(lab_stats(reinhard.image), lab_stats(ref))
+    coesak = ct.transfer("coesak", src, ref, label=np.zeros((20, 20), np.uint8), reference_label=None)
+    assert coesak.mode == ct.WHOLE_IMAGE and np.array_equal(coesak.image, ct.coesak_transfer(src, ref).image)
+    # a reference of another size is resized to the image's first
+    big = np.asarray(Image.fromarray(ref).resize((40, 30), Image.BICUBIC))
+    assert np.array_equal(ct.coesak_transfer(src, big).image,
+                          ct.coesak_transfer(src, np.asarray(Image.fromarray(big).resize((20, 20), Image.BICUBIC))).image)
 
 
 @pytest.mark.parametrize("call, message", [

@@ -9,6 +9,7 @@ probes, so none of this needs a GPU; Jittor itself is never re-imported (conftes
 import dataclasses
 import os
 import shutil
+import signal
 import stat
 
 import pytest
@@ -306,3 +307,24 @@ def test_setup_without_gpu_or_off_probes_nothing(fresh_setup, monkeypatch, capsy
     monkeypatch.setattr(cuda_check, "count_cuda_devices", broken_probe)
     assert device.setup("off") is False
     assert capsys.readouterr().err == ""
+
+
+def test_a_crash_in_another_thread_ends_the_process_instead_of_hanging(tmp_path):
+    """Jittor's SIGSEGV handler calls exit() in the crashing thread (which can deadlock when that thread is one
+    of its compiler threads); after device.setup the process dies of the signal, with the stacks printed."""
+    script = ("import ctypes, threading, time\n"
+              "from util.core import device\n"
+              "device.setup('off')\n"
+              "import jittor\n"
+              "threading.Thread(target=lambda: ctypes.string_at(0)).start()\n"
+              "time.sleep(30)\n")
+    (tmp_path / "crash.py").write_text(script)
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    env = {k: v for k, v in os.environ.items() if k != "nvcc_path"}
+    result = subprocess.run([sys.executable, str(tmp_path / "crash.py")], cwd=ROOT, env={**env, "PYTHONPATH": ROOT},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stderr[-2000:])
+    assert "Fatal Python error: Segmentation fault" in result.stderr

@@ -602,12 +602,12 @@ def test_resume_in_the_middle_of_a_fade_is_exact(tiny_dataset, pretrained, tmp_p
     original = SPADETrainer.generator_step
     calls = {"n": 0}
 
-    def interrupting(self, label, real, stage=None):
+    def interrupting(self, label, real, stage=None, edge=None):
         calls["n"] += 1
         if calls["n"] == 3:
             assert stage == (1, 0.0), stage
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, label, real, stage)
+        return original(self, label, real, stage, edge)
 
     monkeypatch.setattr(SPADETrainer, "generator_step", interrupting)
     assert phase(tiny_dataset, ckpt, "resumed", *PRETRAIN) == 130

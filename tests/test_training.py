@@ -92,11 +92,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_path, m
     original = SPADETrainer.generator_step
     calls = {"n": 0}
 
-    def poisoned(self, label, real, stage=None):
+    def poisoned(self, label, real, stage=None, edge=None):
         calls["n"] += 1
         if calls["n"] == 5:  # second iteration of epoch 2
             real = real * float("nan")
-        return original(self, label, real, stage)
+        return original(self, label, real, stage, edge)
 
     monkeypatch.setattr(SPADETrainer, "generator_step", poisoned)
     with pytest.raises(TrainingDivergedError) as err:

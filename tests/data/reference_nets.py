@@ -119,6 +119,11 @@ def photos(seed, n, h, w):
         np.float32)
 
 
+def photo_bytes(seed, n, h, w):
+    """[n, h, w, 3] uint8 RGB photos: ``photos`` on the 0..255 scale, rounded."""
+    return np.round((photos(seed, n, h, w).transpose(0, 2, 3, 1) + 1) * 127.5).astype(np.uint8)
+
+
 def noise(shape):
     """The N(0, 1) seg-noise draw of ``shape``: a function of the shape only."""
     return _rng("noise", *shape).normal(size=tuple(int(s) for s in shape)).astype(np.float32)

@@ -10,9 +10,18 @@ calls ``setup`` once, before anything imports Jittor.
 When there is a GPU, ``setup`` also asks ``util.core.cuda_check`` whether
 Jittor 1.3.11 can build for it: with ``--gpu on`` a problem is an error, with
 ``--gpu auto`` a warning, and the CPU is used.
+
+After the import, ``setup`` gives the crash signals (SIGSEGV, SIGBUS, SIGFPE,
+SIGILL) their default action back, with Python's fault handler printing the
+threads' stacks first: Jittor's own handler calls ``exit()`` in the crashing
+thread, and when that thread is one of Jittor's parallel kernel-compiler
+threads, exit's clean-up waits for that very thread and the process hangs
+forever instead of ending (docs/jittor-defects.md).
 """
 
+import faulthandler
 import os
+import signal
 import sys
 import textwrap
 
@@ -44,6 +53,17 @@ _configured = None
 _problem = None
 
 
+CRASH_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
+
+
+def crash_instead_of_hanging():
+    """Replace Jittor's handlers of the crash signals by their default action (the process ends), after Python's
+    fault handler has printed every thread's stack (see the module docstring). Main thread only."""
+    for name in CRASH_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    faulthandler.enable(all_threads=True)
+
+
 def _start_jittor(use_cuda, quiet_logs):
     """Set Jittor's environment for the choice, import it and switch CUDA on or off."""
     if "jittor" in sys.modules and not use_cuda:
@@ -55,6 +75,7 @@ def _start_jittor(use_cuda, quiet_logs):
     else:
         os.environ.setdefault("use_cutlass", "0")
     import jittor as jt  # noqa: E402  (imported only after the decision above)
+    crash_instead_of_hanging()
     jt.flags.use_cuda = 1 if use_cuda else 0
     if not use_cuda:
         kernel_pch.enable(jt)
