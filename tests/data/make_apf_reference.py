@@ -57,7 +57,6 @@ import argparse
 import json
 import os
 import pickle
-import subprocess
 import sys
 import types
 
@@ -67,6 +66,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "apf_reference.npz")
 sys.path.insert(0, HERE)
 import reference_nets as nets  # noqa: E402  (NumPy only)
+from runner_helpers import commit_of, features_out, fingerprinted, gradients, load_generated, state_numpy  # noqa: E402
 
 SEED = 16
 OPTIONS = ["--label_nc", "29", "--no_instance", "--crop_size", "256", "--load_size", "256", "--aspect_ratio",
@@ -100,16 +100,6 @@ TRAIN_CASES = {"train": (12, ["--use_seg_noise"]), "pre_level": (6, []), "pre_fa
                "finetune": (12, ["--use_seg_noise", "--inception_loss"])}
 INCEPTION_SEED = f"{SEED}:inception"
 GENERATED_INCEPTION = {}
-
-
-def commit_of(repo, given):
-    if given:
-        return given
-    try:
-        return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        sys.exit(f"{repo} is not a git checkout: give its commit with --commit")
 
 
 def import_apf(repo, workdir):
@@ -154,15 +144,6 @@ def apf_options(kind, argv, workdir):
         sys.argv = saved
 
 
-def load_generated(net, seed):
-    import jittor as jt
-    net.load_state_dict({k: jt.array(nets.generated_tensor(seed, k, v.shape)) for k, v in net.state_dict().items()})
-
-
-def state_numpy(net):
-    return {k: v.numpy().copy() for k, v in net.state_dict().items()}
-
-
 def one_hot(opt, label):
     """APF-GAN's own one-hot label map (Pix2PixModel.preprocess_input) of int labels [N, H, W]."""
     import jittor as jt
@@ -172,21 +153,6 @@ def one_hot(opt, label):
     semantics, _ = Pix2PixModel.preprocess_input(holder, {
         "label": jt.array(label[:, None].astype(np.float32)), "image": jt.zeros((n, 3, h, w))})
     return semantics
-
-
-def features_out(prefix, pred):
-    """npz entries of a discriminator's [[features..]..]: predictions whole, the other features as fingerprints."""
-    out = {}
-    for i, scale in enumerate(pred):
-        for j, feature in enumerate(scale):
-            f = feature.numpy()
-            key = f"{prefix}/{i}/{j}"
-            if j == len(scale) - 1:
-                out[key] = f
-            else:
-                out[key + "#fingerprint"] = nets.fingerprint(f)
-        out[f"{prefix}/{i}/count"] = np.array(len(scale))
-    return out
 
 
 def discriminator_case(workdir):
@@ -214,16 +180,6 @@ def discriminator_case(workdir):
     changed = sorted(k for k in grown if not np.array_equal(grown[k], start[k]))
     out["d/grown_keys"] = np.array(changed)
     return out
-
-
-def gradients(optimizer, net):
-    by_id = {id(p): g for group in optimizer.param_groups for p, g in zip(group["params"], group["grads"])}
-    return {k: by_id[id(p)].numpy().copy() for k, p in net.named_parameters() if id(p) in by_id}
-
-
-def fingerprinted(prefix, state):
-    return {(f"{prefix}/{k}" if v.size <= nets.SMALL else f"{prefix}/{k}#fingerprint"):
-            (v if v.size <= nets.SMALL else nets.fingerprint(v)) for k, v in state.items()}
 
 
 def training_case(workdir, case):

@@ -52,7 +52,6 @@ import json
 import os
 import pickle
 import runpy
-import subprocess
 import sys
 import tempfile
 import types
@@ -63,6 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "coesak_reference.npz")
 sys.path.insert(0, HERE)
 import reference_nets as nets  # noqa: E402  (NumPy only)
+from runner_helpers import commit_of, features_out, fingerprinted, gradients, load_generated, state_numpy  # noqa: E402
 
 SEED = 31
 HEIGHT, WIDTH = 192, 256
@@ -74,16 +74,6 @@ VGG_GAIN = float(np.sqrt(2.0))  # keeps random ReLU features from fading out ove
 # Last convolution of each output, scaled in this order (the semantic-preserving head reads the other two).
 CALIBRATED = (("edge", "conv_edge4"), ("image", "conv_img4"), ("image2", "conv_comb"))
 SOBEL_PHOTOS = ((2, 96, 128),)  # (count, height, width)
-
-
-def commit_of(repo, given):
-    if given:
-        return given
-    try:
-        return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        sys.exit(f"{repo} is not a git checkout: give its commit with --commit")
 
 
 def import_coesak(repo):
@@ -124,15 +114,6 @@ def coesak_options(kind, argv):
 def quietly(build, *args):
     with contextlib.redirect_stdout(io.StringIO()):
         return build(*args)
-
-
-def load_generated(net, seed):
-    import jittor as jt
-    net.load_state_dict({k: jt.array(nets.generated_tensor(seed, k, v.shape)) for k, v in net.state_dict().items()})
-
-
-def state_numpy(net):
-    return {k: v.numpy().copy() for k, v in net.state_dict().items()}
 
 
 def one_hot(opt, label):
@@ -232,21 +213,6 @@ def generator_case(opt):
     return out, net_g, net_e
 
 
-def features_out(prefix, pred):
-    """npz entries of a discriminator's [[features..]..]: predictions whole, the other features as fingerprints."""
-    out = {}
-    for i, scale in enumerate(pred):
-        for j, feature in enumerate(scale):
-            f = feature.numpy()
-            key = f"{prefix}/{i}/{j}"
-            if j == len(scale) - 1:
-                out[key] = f
-            else:
-                out[key + "#fingerprint"] = nets.fingerprint(f)
-        out[f"{prefix}/{i}/count"] = np.array(len(scale))
-    return out
-
-
 def training_edges(n, h, w):
     """The edge maps of the training iteration: any [N, H, W] uint8 maps (the photos' channel means)."""
     return nets.photo_bytes(SEED, n, h, w).mean(axis=3).astype(np.uint8)
@@ -275,16 +241,6 @@ def discriminator_case(opt, sobel):
             out.update(features_out(f"d/{name}", pred))
     print(f"COESAK discriminator: {len(pred)} sub-discriminators of {len(pred[0])} features")
     return out
-
-
-def gradients(optimizer, net):
-    by_id = {id(p): g for group in optimizer.param_groups for p, g in zip(group["params"], group["grads"])}
-    return {k: by_id[id(p)].numpy().copy() for k, p in net.named_parameters() if id(p) in by_id}
-
-
-def fingerprinted(prefix, state):
-    return {(f"{prefix}/{k}" if v.size <= nets.SMALL else f"{prefix}/{k}#fingerprint"):
-            (v if v.size <= nets.SMALL else nets.fingerprint(v)) for k, v in state.items()}
 
 
 def training_case(opt):

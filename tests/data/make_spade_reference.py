@@ -49,7 +49,6 @@ It writes ``spade_reference.npz`` next to itself:
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import types
@@ -59,9 +58,18 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "spade_reference.npz")
 
-_spec = importlib.util.spec_from_file_location("reference_nets", os.path.join(HERE, "reference_nets.py"))
-nets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(nets)
+
+def _load(name):
+    """tests/data/NAME.py as module NAME, without putting this folder on sys.path (SPADE's checkout goes there)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, name + ".py"))
+    sys.modules[name] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+nets = _load("reference_nets")
+_helpers = _load("runner_helpers")
+commit_of, fingerprinted = _helpers.commit_of, _helpers.fingerprinted
 
 SEED = 15
 VGG_GAIN = float(np.sqrt(2.0))  # keeps random ReLU features from fading out over 16 layers
@@ -76,16 +84,6 @@ TRAIN_OPTIONS = ["--dataset_mode", "custom", "--label_nc", "29", "--no_instance"
                  "--n_layers_D", "3", "--batchSize", "2"]
 TRAIN_SIZE = (2, 96, 128)  # batch, height, width
 OUTPUT_STD = 0.4
-
-
-def commit_of(repo, given):
-    if given:
-        return given
-    try:
-        return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        sys.exit(f"{repo} is not a git checkout: give its commit with --commit")
 
 
 def import_spade(repo):
@@ -224,16 +222,6 @@ def generator_case(config, workdir):
     return {**nets.pack(f"g/{config}/state", stored, shapes), f"g/{config}/label": label.astype(np.int16),
             f"g/{config}/output": output, f"g/{config}/seed": np.array(seed),
             f"g/{config}/num_upsampling_layers": np.array(opt.num_upsampling_layers)}
-
-
-def fingerprinted(prefix, state):
-    out = {}
-    for key, value in state.items():
-        if value.size <= nets.SMALL:
-            out[f"{prefix}/{key}"] = value
-        else:
-            out[f"{prefix}/{key}#fingerprint"] = nets.fingerprint(value)
-    return out
 
 
 def gradients(net):
