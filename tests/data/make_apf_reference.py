@@ -66,7 +66,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "apf_reference.npz")
 sys.path.insert(0, HERE)
 import reference_nets as nets  # noqa: E402  (NumPy only)
-from runner_helpers import commit_of, features_out, fingerprinted, gradients, load_generated, state_numpy  # noqa: E402
+from runner_helpers import (commit_of, features_out, fingerprinted, gradients, load_generated,  # noqa: E402
+                            state_numpy, use_generated_vgg19)
 
 SEED = 16
 OPTIONS = ["--label_nc", "29", "--no_instance", "--crop_size", "256", "--load_size", "256", "--aspect_ratio",
@@ -109,16 +110,8 @@ def import_apf(repo, workdir):
     sys.modules["torchvision"] = types.ModuleType("torchvision")
     sys.modules["dill"] = pickle
     sys.path.insert(0, repo)
+    use_generated_vgg19(SEED, VGG_GAIN)
     from jittor import models as jittor_models
-    real_vgg19 = jittor_models.vgg19
-
-    def vgg19_generated(pretrained=False, **kwargs):
-        import jittor as jt
-        model = real_vgg19(pretrained=False, **kwargs)
-        model.load_state_dict({k: jt.array(nets.generated_tensor(SEED, "vgg19." + k, v.shape, VGG_GAIN))
-                               for k, v in model.state_dict().items()})
-        return model
-    jittor_models.vgg19 = vgg19_generated
     real_inception = jittor_models.inception_v3
 
     def inception_generated(pretrained=False, **kwargs):

@@ -62,7 +62,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "coesak_reference.npz")
 sys.path.insert(0, HERE)
 import reference_nets as nets  # noqa: E402  (NumPy only)
-from runner_helpers import commit_of, features_out, fingerprinted, gradients, load_generated, state_numpy  # noqa: E402
+from runner_helpers import (commit_of, features_out, fingerprinted, gradients, load_generated,  # noqa: E402
+                            state_numpy, use_generated_vgg19)
 
 SEED = 31
 HEIGHT, WIDTH = 192, 256
@@ -85,16 +86,7 @@ def import_coesak(repo):
     dominate.tags = types.ModuleType("dominate.tags")
     sys.modules.update({"dominate": dominate, "dominate.tags": dominate.tags})
     sys.path.insert(0, repo)
-    from jittor import models as jittor_models
-    real_vgg19 = jittor_models.vgg19
-
-    def vgg19_generated(pretrained=False, **kwargs):
-        import jittor as jt
-        model = real_vgg19(pretrained=False, **kwargs)
-        model.load_state_dict({k: jt.array(nets.generated_tensor(SEED, "vgg19." + k, v.shape, VGG_GAIN))
-                               for k, v in model.state_dict().items()})
-        return model
-    jittor_models.vgg19 = vgg19_generated
+    use_generated_vgg19(SEED, VGG_GAIN)
 
 
 def coesak_options(kind, argv):

@@ -43,6 +43,21 @@ def features_out(prefix, pred):
     return out
 
 
+def use_generated_vgg19(seed, gain):
+    """Make Jittor's model-zoo ``vgg19`` (which the references' VGG losses build with pretrained weights, a
+    download) return a network whose tensors are generated, ``vgg19.``-prefixed names, with ``gain``."""
+    from jittor import models
+    real_vgg19 = models.vgg19
+
+    def vgg19_generated(pretrained=False, **kwargs):
+        import jittor as jt
+        model = real_vgg19(pretrained=False, **kwargs)
+        model.load_state_dict({k: jt.array(nets.generated_tensor(seed, "vgg19." + k, v.shape, gain))
+                               for k, v in model.state_dict().items()})
+        return model
+    models.vgg19 = vgg19_generated
+
+
 def load_generated(net, seed):
     """Every tensor of the Jittor network ``net`` at ``reference_nets.generated_tensor`` of its name."""
     import jittor as jt
