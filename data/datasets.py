@@ -4,9 +4,10 @@ Samples are dicts of NumPy arrays (collated and turned into Jittor arrays by
 Jittor's loader): ``label`` uint8 [H, W] class ids, ``image`` float32
 [3, H, W] in [-1, 1], ``path`` and ``error``; with ``edges`` also ``edge``, the
 photo's Sobel edge map (``data.edge_maps``, computed on the photo as read, then
-scaled, cropped and flipped with it) as a float32 [3, H, W] image in [-1, 1]. A file that fails to load does
-not kill a worker process: the sample carries the error message and the
-training loop raises it in the main process (see ``raise_batch_errors``).
+scaled, cropped and flipped with it) as a float32 [3, H, W] image in [-1, 1].
+A file that fails to load does not kill a worker process: the sample carries
+the error message and the training loop raises it in the main process (see
+``raise_batch_errors``).
 
 Randomness: the order of each epoch and every sample's crop/flip come from
 (seed, epoch, index) alone, never from global state, so a run resumed at any
@@ -123,10 +124,12 @@ class PairedDataset(ClosingWorkers, Dataset):
             if rgb.shape[:2] != label.shape:
                 raise DatasetError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but {label_path} is "
                                    f"{label.shape[1]}x{label.shape[0]}.")
-            also = [np.repeat(sobel_edge_map(rgb)[:, :, None], 3, axis=2)] if self.edges else []
-            rgb, label, *edge = transforms.transform_pair(rgb, label, self.load_size, self.crop_w, self.crop_h,
-                                                          sample_rng(self.seed, epoch, i), self.allow_flip, also)
-            edge = edge[0][0] if edge else None
+            geometry = (self.load_size, self.crop_w, self.crop_h, sample_rng(self.seed, epoch, i), self.allow_flip)
+            if self.edges:
+                edge_image = np.repeat(sobel_edge_map(rgb)[:, :, None], 3, axis=2)  # read as RGB, as COESAK's
+                rgb, label, (edge,) = transforms.transform_pair(rgb, label, *geometry, also=[edge_image])
+            else:
+                rgb, label = transforms.transform_pair(rgb, label, *geometry)
             error = ""
         except UserError as err:
             rgb = edge = np.zeros((self.crop_h, self.crop_w, 3), np.uint8)

@@ -3,7 +3,8 @@ each sees the label map and the image concatenated and returns its
 intermediate features (for feature matching) with the patch prediction last.
 
 ``multiscale`` (SPADE's): identical sub-discriminators; scale k sees the
-input downsampled k times (3x3 average pool, stride 2, padding excluded).
+input downsampled k times (3x3 average pool, stride 2; ``--d_downsample``:
+the padding excluded, or counted in as APF-GAN's and COESAK's Jittor code did).
 During progressive pre-training only the scales whose resolution is active
 take part: the input then arrives at a lower resolution and enters at the
 scale that sees that resolution in the full model. A scale that becomes
@@ -29,7 +30,7 @@ import jittor as jt
 from jittor import nn
 
 from models.convolution import Conv2d
-from models.normalization import avg_pool_exclude_pad, downsample_image, normed_conv
+from models.normalization import DOWNSAMPLINGS, downsample_image, normed_conv
 from models.layout import semantic_nc
 
 KERNEL, PADDING = 4, 2
@@ -70,6 +71,7 @@ class MultiscaleDiscriminator(nn.Module):
     def __init__(self, opt):
         super().__init__()
         self.num_D = opt.num_D
+        self.downsample = DOWNSAMPLINGS[opt.d_downsample]
         for i in range(opt.num_D):
             setattr(self, f"discriminator_{i}",
                     NLayerDiscriminator(semantic_nc(opt) + 3, opt.ndf, opt.n_layers_D, opt.norm_D))
@@ -98,7 +100,7 @@ class MultiscaleDiscriminator(nn.Module):
         for i in range(self.first_scale(stage), self.num_D):
             results.append(self.scale(i)(x))
             if i + 1 < self.num_D:
-                x = avg_pool_exclude_pad(x)
+                x = self.downsample(x)
         return results
 
 
@@ -157,6 +159,7 @@ class ProgressiveDiscriminator(nn.Module):
     def __init__(self, opt):
         super().__init__()
         self.num_D = opt.num_D
+        self.downsample = DOWNSAMPLINGS[opt.d_downsample]
         for i in range(opt.num_D):
             setattr(self, f"discriminator_{i}", LevelDiscriminator(
                 semantic_nc(opt) + 3, opt.ndf, opt.n_layers_D, opt.norm_D, level=i))
@@ -182,7 +185,7 @@ class ProgressiveDiscriminator(nn.Module):
         for k, i in enumerate(order):
             results.append(self.scale(i)(x, alpha if k == 0 else 1.0))
             if k + 1 < len(order):
-                x = avg_pool_exclude_pad(x)
+                x = self.downsample(x)
         return results
 
 

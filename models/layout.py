@@ -19,6 +19,10 @@ LAYOUTS = {
 }
 NUM_UPSAMPLINGS = {name: layout.upsamplings for name, layout in LAYOUTS.items()}
 
+# --d_downsample: the discriminator's 3x3 average between scales, the padding excluded or counted in
+# (models.normalization.DOWNSAMPLINGS)
+D_DOWNSAMPLINGS = ("exact", "zero_padded")
+
 NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch|instance)(\d+)x\d+$")
 NORM_LAYER_PATTERN = re.compile(r"^(spectral)?(syncbatch|batch|instance|none)$")
 

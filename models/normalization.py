@@ -8,7 +8,7 @@ import jittor as jt
 from jittor import nn
 
 from models import convolution
-from models.layout import NORM_G_PATTERN, NORM_LAYER_PATTERN
+from models.layout import D_DOWNSAMPLINGS, NORM_G_PATTERN, NORM_LAYER_PATTERN
 from models.reductions import normalize
 
 
@@ -250,6 +250,22 @@ def avg_pool_exclude_pad(x, kernel_size=3, stride=2, padding=1):
     out_h, out_w = output_size(h, kernel_size, stride, padding), output_size(w, kernel_size, stride, padding)
     return (_window_sum(nn.pad(x, pad), kernel_size, stride, out_h, out_w) /
             _window_sum(nn.pad(ones, pad), kernel_size, stride, out_h, out_w))
+
+
+def avg_pool_zero_padded(x, kernel_size=3, stride=2, padding=1):
+    """Average pooling that counts the zero padding in (count_include_pad=True): what Jittor's AvgPool2d
+    computes whatever its count_include_pad says, so what APF-GAN's and COESAK's discriminators downsampled
+    with (they ask for False); every border pixel is darkened. Small maps as in ``avg_pool_exclude_pad``."""
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if min(h, w) > kernel_size:
+        return nn.AvgPool2d(kernel_size, stride=stride, padding=padding)(x)
+    pad = (padding, padding, padding, padding)
+    out_h, out_w = output_size(h, kernel_size, stride, padding), output_size(w, kernel_size, stride, padding)
+    return _window_sum(nn.pad(x, pad), kernel_size, stride, out_h, out_w) / (kernel_size * kernel_size)
+
+
+# --d_downsample: how a discriminator halves its input between scales (3x3 average, stride 2, padding 1)
+DOWNSAMPLINGS = dict(zip(D_DOWNSAMPLINGS, (avg_pool_exclude_pad, avg_pool_zero_padded)))
 
 
 def output_size(size, kernel_size, stride, padding):

@@ -46,7 +46,7 @@ from util.core.errors import CheckpointError, TrainingDivergedError
 
 
 # --netG ecgan: the weights of its (final image, branch image, edge) in every loss term, as COESAK's
-# pix2pix_model.py weights them (ECGAN's paper weights its image and edge terms alike)
+# pix2pix_model.py (and ECGAN's own code) weights them
 ECGAN_WEIGHTS = (2.0, 1.0, 1.0)
 
 
@@ -99,7 +99,7 @@ class SPADETrainer:
                 norm=getattr(opt, "inception_norm", "running"))
         self.augment_policy = parse_policy(opt.diff_aug)
         self.edge_guided = getattr(opt, "netG", "spade") == "spade_edge"
-        self.ecgan = getattr(opt, "netG", "spade") == "ecgan"
+        self.ecgan = self.needs_edges(opt)
         self.reuse_fake = opt.d_fake == "reuse"
         self._generated = None  # the generator step's output, for the discriminator step of the same iteration
         g_params = []

@@ -5,7 +5,7 @@ import json
 import numbers
 import os
 
-from models.layout import LAYOUTS, NORM_G_PATTERN, NORM_LAYER_PATTERN, NUM_UPSAMPLINGS, image_height
+from models.layout import D_DOWNSAMPLINGS, LAYOUTS, NORM_G_PATTERN, NORM_LAYER_PATTERN, NUM_UPSAMPLINGS, image_height
 from util.core.device import CPU_CONV_MODES, DEFAULT_CPU_CONV, GPU_MODES
 from util.core.download import KNOWN_FILES, NO_DOWNLOAD_VARIABLE
 from util.core.errors import OptionError
@@ -176,6 +176,11 @@ def add_discriminator_options(parser):
     g.add_argument("--n_layers_D", type=positive_int, default=4, help="convolution layers per discriminator")
     g.add_argument("--norm_D", default="spectralinstance",
                    help="discriminator normalisation: [spectral]{instance,batch,syncbatch,none}")
+    g.add_argument("--d_downsample", choices=D_DOWNSAMPLINGS, default="exact",
+                   help="how the discriminator halves its input between scales (3x3 average, stride 2): exact "
+                        "averages the pixels inside the image (SPADE in PyTorch); zero_padded counts the zero "
+                        "padding in, darkening the border pixels, as APF-GAN's and COESAK's Jittor code computed "
+                        "it (Jittor ignores their count_include_pad=False)")
 
 
 def build_parser(description, *component_groups):

@@ -20,6 +20,10 @@ from torch_format import save_torch_state_dict
 
 nets = load_data_module("reference_nets")
 
+# The discriminator's downsampling as APF-GAN's and COESAK's Jittor code computed it (the zero padding counted in:
+# Jittor ignores their count_include_pad=False); this framework's default averages the pixels inside.
+ZERO_PADDED = ("--d_downsample", "zero_padded")
+
 # Flags added to the training iterations' options by ``tests/parity_margins.py --mutations``, which shows that the
 # tolerances catch a small difference from the references' computation.
 MUTATION = shlex.split(os.environ.get(MUTATION_VARIABLE, ""))
@@ -247,15 +251,3 @@ def jittors_norms(monkeypatch):
         shift = bias - mean * scale
         return x * scale.reshape((1, -1, 1, 1)) + shift.reshape((1, -1, 1, 1))
     monkeypatch.setattr(inception, "batch_normalize", jittors_batch_normalize)
-
-
-def jittors_downsampling(monkeypatch):
-    """The discriminator's downsampling as APF-GAN's and COESAK's Jittor code computed it: they ask Jittor for a
-    3x3 average without the padding (count_include_pad=False), which Jittor ignores, so the zero padding is
-    averaged in and every border pixel darkened. This framework averages over the pixels inside (as SPADE does
-    in PyTorch); swapping theirs in shows that this is the only difference."""
-    from jittor import nn
-
-    from models import discriminator
-    monkeypatch.setattr(discriminator, "avg_pool_exclude_pad",
-                        lambda x: nn.avg_pool2d(x, kernel_size=3, stride=2, padding=1, count_include_pad=False))

@@ -7,8 +7,8 @@ by ``models.source_checkpoints.map_coesak`` (its spectral norm never normalised:
 the final image, the branch image and the 3-channel edge, mu and logvar; the multiscale discriminator on a
 photo and on a Sobel edge image; its Sobel edge targets byte for byte; its test.py: the generated image it
 converts, and its whole-image LAB transfer byte for byte. As in tests/test_reference_parity.py, Jittor's own
-norms (what COESAK's code ran with) and Jittor's downsampling (which averages the zero padding in, as COESAK's
-discriminator computed it) are swapped in. Tolerances: tests/parity_checks.py.
+norms (what COESAK's code ran with) are swapped in; the discriminator downsamples as COESAK's did
+(``--d_downsample zero_padded``, as the ``coesak`` recipe does). Tolerances: tests/parity_checks.py.
 """
 
 import json
@@ -20,20 +20,19 @@ import pytest
 
 from conftest import run_script, tiny_train_opt
 from parity_checks import (LOSS_TOL, MUTATION, OUTPUT_TOL, assert_close, assert_features_equal, assert_gradients_equal,
-                           assert_relative, assert_steps_equal, build, generated_vgg19, jittors_downsampling,
-                           jittors_norms, load, nets, semantics, step_gradients, step_tensors, step_tolerances)
+                           assert_relative, assert_steps_equal, build, generated_vgg19, jittors_norms, load, nets, semantics, step_gradients, step_tensors, step_tolerances)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COESAK = np.load(os.path.join(HERE, "data", "coesak_reference.npz"))
 SEED = 31  # make_coesak_reference.SEED
 HEIGHT, WIDTH = 192, 256
 
-# COESAK's option defaults (its 'more' layout, use_vae, z_dim 256, spectral norms that did nothing) at the
-# runner's size: 29 classes, 256x192, ngf 8, ndf 8, num_D 2, n_layers_D 3.
+# COESAK's option defaults (its 'more' layout, use_vae, z_dim 256, spectral norms that did nothing, its
+# discriminator's downsampling) at the runner's size: 29 classes, 256x192, ngf 8, ndf 8, num_D 2, n_layers_D 3.
 ECGAN_OPTIONS = ["--netG", "ecgan", "--label_nc", "29", "--crop_size", "256", "--aspect_ratio", str(4 / 3),
                  "--ngf", "8", "--ndf", "8", "--num_D", "2", "--n_layers_D", "3", "--num_upsampling_layers",
                  "spade_more", "--norm_G", "spadesyncbatch3x3", "--norm_E", "instance", "--norm_D", "instance",
-                 "--use_vae", "--z_dim", "256", "--spade_hidden", "128"]
+                 "--use_vae", "--z_dim", "256", "--spade_hidden", "128", "--d_downsample", "zero_padded"]
 
 
 def coesak_state(net, prefix, seed):
@@ -52,7 +51,6 @@ def coesak_networks(monkeypatch):
     """(options, {G, Es, D}) with COESAK's generator, style encoder and discriminator weights, Jittor's norms
     and downsampling."""
     jittors_norms(monkeypatch)
-    jittors_downsampling(monkeypatch)
     opt, networks = build(*ECGAN_OPTIONS, discriminator=True)
     load(networks["G"], coesak_state("G", "g/state", str(COESAK["g_seed"]))[0], "COESAK generator")
     load(networks["Es"], coesak_state("E", "e/state", str(COESAK["e_seed"]))[0], "COESAK style encoder")
@@ -195,7 +193,6 @@ def coesak_iteration(tmp_path_factory):
     from models.trainer import SPADETrainer
     patch = pytest.MonkeyPatch()
     jittors_norms(patch)
-    jittors_downsampling(patch)
     try:
         trainer = SPADETrainer(tiny_train_opt(*COESAK_TRAIN, "--vgg_weights",
                                               generated_vgg19(tmp_path_factory, str(SEED)), *MUTATION))

@@ -17,8 +17,9 @@ Compared here:
   APF-GAN training iteration after pre-training (DiffAugment off): losses,
   gradients, weights after. APF-GAN's downsampling averages the zero padding
   in (Jittor ignores the count_include_pad=False it asks for); this
-  framework does not, so APF-GAN's is swapped in for these comparisons, and
-  the forward test also shows the effect of the difference. The iteration
+  framework's default does not (the ``apf`` recipe fixes it), so these
+  comparisons run with ``--d_downsample zero_padded``, and the forward test
+  also shows the effect of the difference. The iteration
   runs with Jittor's norms swapped in: the arithmetic APF-GAN ran (with this
   framework's more exact variance the losses agree to 1.4e-5, the gradients
   of the small discriminator's late layers to ~13%, measured);
@@ -57,7 +58,7 @@ from PIL import Image
 
 from conftest import run_script, tiny_train_opt
 from parity_checks import (LOSS_TOL, MUTATION, OUTPUT_TOL, assert_close, assert_features_equal, assert_gradients_equal,
-                           assert_relative, assert_steps_equal, build, generated_vgg19, jittors_downsampling,
+                           ZERO_PADDED, assert_relative, assert_steps_equal, build, generated_vgg19,
                            jittors_norms, load, nets, semantics, step_gradients, step_tensors, step_tolerances)
 from parity_margins import Tolerance
 from torch_format import save_torch_state_dict
@@ -317,9 +318,7 @@ def test_apf_discriminator_forward_equals_apf(case, pooling, monkeypatch):
     copies sub-discriminator 0 into 1 first (here: grow(1)). With APF-GAN's downsampling every feature is
     compared; with this framework's (no padding averaged in) the first sub-discriminator, which sees the input
     itself, and the others must differ (APF_POOLING_EFFECT)."""
-    if pooling == "apf":
-        jittors_downsampling(monkeypatch)
-    opt, networks = build(*APF_D_OPTIONS, discriminator=True)
+    opt, networks = build(*APF_D_OPTIONS, *(ZERO_PADDED if pooling == "apf" else ()), discriminator=True)
     d = networks["D"]
     load(d, apf_discriminator_state(), "APF-GAN discriminator")
     if case == "grow":
@@ -424,8 +423,8 @@ APF_ITERATIONS = {}
 
 
 def run_apf_iteration(case, tmp_path_factory):
-    """This framework's trainer (APF-GAN's downsampling and Jittor's norms swapped in: ``apfs_pooling``,
-    ``jittors_norms``) after one G step and one D step of runner case ``case`` from APF-GAN's start, at the
+    """This framework's trainer (with APF-GAN's downsampling, ``--d_downsample zero_padded``, and Jittor's norms
+    swapped in: ``jittors_norms``) after one G step and one D step of runner case ``case`` from APF-GAN's start, at the
     epoch of the case (pre-training: the Stage of the faithful recipe's per-epoch schedule; the sub-discriminator
     of that level counts as grown, as in APF-GAN's second fade epoch): (losses, {net: state after},
     {net: {parameter: gradient}}, {net: learning rate}, stage)."""
@@ -436,10 +435,9 @@ def run_apf_iteration(case, tmp_path_factory):
     if f"{case}/inception/seed" in APF.files:
         weights += ["--inception_weights", generated_inception(tmp_path_factory, case)]
     patch = pytest.MonkeyPatch()
-    jittors_downsampling(patch)
     jittors_norms(patch)
     epoch, num_d = int(APF[f"{case}/epoch"]), apf_num_d(case)
-    trainer = SPADETrainer(tiny_train_opt(*APF_CASES[case], *weights, *MUTATION), start_epoch=epoch)
+    trainer = SPADETrainer(tiny_train_opt(*APF_CASES[case], *ZERO_PADDED, *weights, *MUTATION), start_epoch=epoch)
     stage = trainer.schedule.stage(epoch) if trainer.progressive else None
     if stage is not None:
         trainer.d_level = stage.level
