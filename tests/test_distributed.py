@@ -6,7 +6,6 @@ they are skipped with that reason (make test prints skip reasons).
 """
 
 import os
-import re
 import shutil
 
 import numpy as np
@@ -42,30 +41,10 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 
 
-# Jittor defect (docs/jittor-defects.md): with a cold kernel cache a rank now and then dies in one of
-# Jittor's compile threads before the script has done anything. Jittor's handler says so ("Caught segfault ...
-# thread_name: 'C1'"); with the default action that util.core.device restores, Python's fault handler reports a
-# segfault with no "Current thread": the crashing thread runs no Python (Jittor's compiler threads).
-JITTOR_COMPILE_SEGFAULT = re.compile(r"Caught segfault at address \S+, thread_name: 'C\d+'")
-FAULT_HANDLER_SEGFAULT = "Fatal Python error: Segmentation fault"
-
-
-def compile_thread_crash(stderr):
-    """Whether ``stderr`` reports a segfault in one of Jittor's compiler threads (see above)."""
-    return bool(JITTOR_COMPILE_SEGFAULT.search(stderr)) or (FAULT_HANDLER_SEGFAULT in stderr
-                                                            and "Current thread" not in stderr)
-
-
 def run(command, ranks=None, timeout=900):
-    """Run a project script (``x.py`` plus arguments) in one process, or under mpirun with ``ranks`` ranks.
-
-    A run that a compile-thread segfault of Jittor's ended is started once more (the kernels it compiled are
-    kept); any other failure, or a second such segfault, is returned as it is."""
+    """Run a project script (``x.py`` plus arguments) in one process, or under mpirun with ``ranks`` ranks."""
     launcher = ("mpirun", "-np", str(ranks), "--bind-to", "none") if ranks is not None else ()
-    result = run_script(*command, timeout=timeout, launcher=launcher, extra_env=MPI_ENV)
-    if result.returncode != 0 and compile_thread_crash(result.stderr):
-        result = run_script(*command, timeout=timeout, launcher=launcher, extra_env=MPI_ENV)
-    return result
+    return run_script(*command, timeout=timeout, launcher=launcher, extra_env=MPI_ENV)
 
 
 def relative_l2(a, b, keys):
@@ -74,14 +53,6 @@ def relative_l2(a, b, keys):
 
 
 # -- pure parts --------------------------------------------------------------------------------------
-
-def test_only_a_crash_outside_python_counts_as_jittors_compile_thread_segfault():
-    jittor = "Caught segfault at address 0x10, thread_name: 'C1', flush log..."
-    native = "Fatal Python error: Segmentation fault\n\nThread 0x7f (most recent call first):\n  File \"x.py\", line 3"
-    python = "Fatal Python error: Segmentation fault\n\nCurrent thread 0x7f (most recent call first):\n  File \"x.py\""
-    assert compile_thread_crash(jittor) and compile_thread_crash(native)
-    assert not compile_thread_crash(python) and not compile_thread_crash("Traceback ...\nValueError: x")
-
 
 def test_batch_size_must_split_evenly():
     distributed.check_batch_size(4, 2)

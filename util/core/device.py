@@ -11,12 +11,21 @@ When there is a GPU, ``setup`` also asks ``util.core.cuda_check`` whether
 Jittor 1.3.11 can build for it: with ``--gpu on`` a problem is an error, with
 ``--gpu auto`` a warning, and the CPU is used.
 
+On the CPU, ``setup`` compiles Jittor's kernels one at a time
+(``use_parallel_op_compiler`` 0, unless that environment variable is set):
+Jittor's parallel kernel compiler races when two of its threads tune kernels
+that read the same variable (the matmul and convolution tuners rewire the
+graph from the compiler threads) and now and then crashes a process whose
+kernel cache is cold (docs/jittor-defects.md). The cost is paid once per
+kernel cache. On a GPU Jittor's parallel compiler stays (nvcc one kernel at a
+time would take many minutes).
+
 After the import, ``setup`` gives the crash signals (SIGSEGV, SIGBUS, SIGFPE,
 SIGILL) their default action back, with Python's fault handler printing the
 threads' stacks first: Jittor's own handler calls ``exit()`` in the crashing
 thread, and when that thread is one of Jittor's parallel kernel-compiler
 threads, exit's clean-up waits for that very thread and the process hangs
-forever instead of ending (docs/jittor-defects.md).
+forever instead of ending.
 """
 
 import faulthandler
@@ -54,6 +63,17 @@ _problem = None
 
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
+# Jittor's flag (and environment variable) for the number of kernel-compiler threads; 0 compiles in the
+# thread that runs the graph.
+PARALLEL_COMPILE_VARIABLE = "use_parallel_op_compiler"
+
+
+def kernel_compile_threads(use_cuda, environ):
+    """The value for Jittor's ``use_parallel_op_compiler`` (see the module docstring), or None to keep
+    Jittor's: one thread on the CPU unless ``environ`` sets it."""
+    if use_cuda or PARALLEL_COMPILE_VARIABLE in environ:
+        return None
+    return 0
 
 
 def crash_instead_of_hanging():
@@ -77,6 +97,9 @@ def _start_jittor(use_cuda, quiet_logs):
     import jittor as jt  # noqa: E402  (imported only after the decision above)
     crash_instead_of_hanging()
     jt.flags.use_cuda = 1 if use_cuda else 0
+    threads = kernel_compile_threads(use_cuda, os.environ)
+    if threads is not None:
+        jt.flags.use_parallel_op_compiler = threads
     if not use_cuda:
         kernel_pch.enable(jt)
 
