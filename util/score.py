@@ -96,12 +96,12 @@ import numpy as np  # noqa: E402
 from data.folders import find_label_dir, test_labels  # noqa: E402
 from data import colour_transfer, references  # noqa: E402
 from data.image_io import read_image, read_label, save_image  # noqa: E402
-from data.transforms import resize_image  # noqa: E402
 from util.metrics.segmenter import DemoSegmenter, find_generated, fit_from_folder, mask_accuracy  # noqa: E402
 from options.base_options import add_download_option, positive_int  # noqa: E402
 from options.train_options import DEFAULT_INCEPTION_WEIGHTS  # noqa: E402
 from util.core import device  # noqa: E402
 from util.metrics import scoring  # noqa: E402
+from util.metrics.quality import at_label_size  # noqa: E402
 from util.core.cli import run_main  # noqa: E402
 from util.core.errors import DatasetError, OptionError, WeightsFileError  # noqa: E402
 
@@ -266,12 +266,6 @@ def prediction(seg, spec, image, gen_path, label_nc):
     return pred
 
 
-def resize_to_label(image, label):
-    """The generated image at the label map's size (Pillow bicubic), unchanged when the sizes agree."""
-    h, w = label.shape
-    return resize_image(image, (w, h))
-
-
 # -- style references and colour transfer -----------------------------------------------------------------------
 
 TRANSFER_MODES = (colour_transfer.REGIONS, colour_transfer.WHOLE_IMAGE)
@@ -311,7 +305,7 @@ def score_image(args, seg, gen_path, label_path, reference_path):
     if seg is not None:
         for key, version in (("mask_accuracy", image), ("mask_accuracy_transferred", transferred)):
             if version is not None:
-                pred = prediction(seg, args.segmenter, resize_to_label(version, label), gen_path, args.label_nc)
+                pred = prediction(seg, args.segmenter, at_label_size(version, label), gen_path, args.label_nc)
                 row[key] = mask_accuracy(pred, label)
     return row
 
