@@ -1,4 +1,4 @@
-# make demo  - create .venv, install requirements, run the CPU demo below (12 min 24 s and 13 min 18 s in two fresh clones on 2 cores, Jittor compiling everything first)
+# make demo  - create .venv, install requirements, run the CPU demo below (8 min 6 s in a fresh clone on 2 AMD EPYC cores, Jittor compiling everything first)
 # make test  - create .venv if needed, run the test suite; on a CPU with AVX-512, run the modules whose numbers
 #              depend on the instruction set once more computing as an AVX2-only CPU (python -m util.cpu_isa)
 # make test-isa ISA=avx2 [TESTS="tests/test_x.py ..."] - the suite (or TESTS) computing as an ISA-only CPU
