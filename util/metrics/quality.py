@@ -17,8 +17,8 @@ from util.metrics.fid_stats import frechet_distance, statistics_of
 from util.metrics.image_statistics import descriptor, sharpness_ratio
 from util.metrics.segmenter import mask_accuracy
 
-# name -> whether a higher value is better
-METRICS = {"mask_accuracy": True, "style_similarity": True, "sharpness_ratio": None,
+# name -> whether a higher value is better (sharpness: the generated images are blurrier than the photos)
+METRICS = {"mask_accuracy": True, "style_similarity": True, "sharpness_ratio": True,
            "colour_texture_fd": False}
 PER_IMAGE = ("mask_accuracy", "style_similarity", "sharpness_ratio")
 

@@ -101,8 +101,6 @@ def summarise(results, variants, seeds):
     for v in variants[1:]:
         verdicts = {}
         for metric, higher_is_better in METRICS.items():
-            if higher_is_better is None:  # sharpness: closer to the photos' is better, reported as a difference
-                higher_is_better = True
             verdict = comparison.paired_verdict(per_seed[base][metric], per_seed[v.name][metric], higher_is_better)
             verdicts[metric] = {"difference": _interval_dict(verdict.difference), "verdict": verdict.verdict}
         summary["variants"][v.name]["against_baseline"] = verdicts
